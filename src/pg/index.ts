@@ -1,0 +1,12 @@
+export { checkPgBinaries, pgProgram, systemPgBinaries, PgBinariesNotFoundError, type PgBinaries } from "./pg-binaries.js";
+export { chownTree, resolveUnprivilegedUser, runAsPrefix, type OsUser } from "./os-user.js";
+export {
+  initdb,
+  runProgramAs,
+  startPostgres,
+  PostgresStartError,
+  RunningPostgres,
+  type InitdbOptions,
+  type ShutdownMode,
+  type StartPostgresOptions,
+} from "./local-postgres.js";
