@@ -1,0 +1,394 @@
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import pg from "pg";
+import { freePort } from "../net/free-port.js";
+import { resolveUnprivilegedUser, startPostgres, type OsUser, type RunningPostgres, type ShutdownMode } from "../pg/index.js";
+import { ActivityMonitor, computeCtlApplicationName } from "./activity-monitor.js";
+import { layDownBaseData } from "./base-data.js";
+import type { CompiledComputeCtlOptions } from "./compute-ctl-options.js";
+import type { ComputeExtensions } from "./compute-extensions.js";
+import { adminRole, type ComputeSpec } from "./compute-spec.js";
+import { ComputeStateError, ComputeStateMachine, type ComputeStateName } from "./compute-state.js";
+import { confChanged, renderPostgresqlConf } from "./postgresql-conf.js";
+import { reconcileCatalog } from "./reconcile-catalog.js";
+import { endpointStorageOf, fetchSavedFiles, placeSavedFiles, saveEndpointFiles } from "./saved-files.js";
+import { SpecError } from "./spec-error.js";
+import { emptyTimings, timed, type StartupTimings } from "./startup-timings.js";
+
+/** What GetStatus reports. */
+export interface ComputeStatusView {
+  readonly state: ComputeStateName;
+  readonly error: string;
+  readonly changedAt: Date;
+  readonly lastActive: Date | undefined;
+  readonly tenantId: string;
+  readonly timelineId: string;
+  readonly endpointId: string;
+  readonly connectionUri: string;
+  readonly timings: StartupTimings;
+}
+
+/** One row of GetInsights. */
+export interface StatementInsight {
+  readonly query: string;
+  readonly calls: number;
+  readonly totalExecTimeMs: number;
+  readonly meanExecTimeMs: number;
+  readonly rows: number;
+  readonly database: string;
+  readonly role: string;
+}
+
+export interface ComputeDeps {
+  readonly logger: Logger;
+  readonly extensions?: ComputeExtensions;
+}
+
+/** Only the administrator connects without a password; everybody else needs the spec's password. */
+const pgHba = `# managed by compute-ctl
+local all ${adminRole} trust
+host  all ${adminRole} 127.0.0.1/32 trust
+host  all ${adminRole} ::1/128 trust
+local all all md5
+host  all all all md5
+`;
+
+/**
+ * One Postgres compute, driven through Neon's compute_ctl states: every start
+ * is fresh (PGDATA, saved files and extensions in parallel, then
+ * postgresql.conf, Postgres, roles and databases); Terminate stops Postgres
+ * and saves the endpoint's files to Epufs.
+ */
+export class Compute {
+  readonly state = new ComputeStateMachine();
+  readonly #createdAt = performance.now();
+  #spec: ComputeSpec | undefined;
+  #timings = emptyTimings();
+  #user: OsUser | undefined;
+  #port = 0;
+  #socketDir: string | undefined;
+  #baseConf = "";
+  #computeCtlAddr = "";
+  #postgres: RunningPostgres | undefined;
+  #monitor: ActivityMonitor | undefined;
+  #starting: Promise<void> | undefined;
+  #stopping = false;
+  readonly #startAbort = new AbortController();
+
+  constructor(
+    readonly options: CompiledComputeCtlOptions,
+    private readonly deps: ComputeDeps,
+  ) {}
+
+  get spec(): ComputeSpec | undefined {
+    return this.#spec;
+  }
+
+  get timings(): StartupTimings {
+    return { ...this.#timings };
+  }
+
+  get lastActive(): Date | undefined {
+    return this.#monitor?.lastActive;
+  }
+
+  /** The postmaster while one runs (tests and the main job use its pid). */
+  get postgres(): RunningPostgres | undefined {
+    return this.#postgres;
+  }
+
+  /** Starts with the options' spec, or waits in configuration_pending. `computeCtlAddr` is where the compute hook calls. */
+  begin(computeCtlAddr: string): void {
+    this.#computeCtlAddr = computeCtlAddr;
+    if (this.options.spec) this.#startWith(this.options.spec);
+    else this.state.move("configuration_pending", "wait for a spec");
+  }
+
+  status(): ComputeStatusView {
+    const { state, error, changedAt } = this.state.current;
+    const running = state === "running" || state === "configuration";
+    return {
+      state,
+      error,
+      changedAt,
+      lastActive: this.lastActive,
+      tenantId: this.#spec?.tenantId ?? "",
+      timelineId: this.#spec?.timelineId ?? "",
+      endpointId: this.#spec?.endpointId ?? "",
+      connectionUri: running ? this.#adminUri("postgres", false) : "",
+      timings: this.timings,
+    };
+  }
+
+  /**
+   * Starts a compute waiting for its spec (returns at once, in init), or
+   * reconfigures a running one (returns once the difference is applied).
+   */
+  async configure(spec: ComputeSpec): Promise<ComputeStatusView> {
+    switch (this.state.state) {
+      case "empty":
+      case "configuration_pending":
+        this.#startWith(spec);
+        return this.status();
+      case "running":
+        await this.#reconfigure(spec);
+        return this.status();
+      default:
+        throw new ComputeStateError(this.state.state, "configuration", "configure");
+    }
+  }
+
+  /** Stops Postgres (fast or immediate), saves the endpoint's files, reports terminated. */
+  async terminate(mode: Exclude<ShutdownMode, "smart"> = "fast"): Promise<ComputeStatusView> {
+    this.state.move(mode === "fast" ? "termination_pending_fast" : "termination_pending_immediate", "terminate");
+    await this.#stopPostgres(mode);
+    const storage = this.#spec && endpointStorageOf(this.#spec);
+    if (storage) {
+      try {
+        const saved = await saveEndpointFiles(storage, this.options.pgdata, AbortSignal.timeout(this.options.savedFilesTimeoutMs));
+        this.deps.logger.info({ files: saved }, "saved endpoint files to Epufs");
+      } catch (err) {
+        this.state.warn(`could not save endpoint files to Epufs at ${storage.addr}: ${messageOf(err)}`);
+      }
+    }
+    this.state.move("terminated", "terminate");
+    await this.#cleanUp();
+    return this.status();
+  }
+
+  /**
+   * What SIGTERM does: a running compute terminates fast (files saved); one
+   * still starting is aborted; whatever Postgres runs is stopped.
+   */
+  async shutdown(): Promise<void> {
+    const now = this.state.state;
+    if (now === "configuration") await this.state.waitFor((s) => s.state !== "configuration");
+    if (this.state.state === "running") {
+      await this.terminate("fast");
+      return;
+    }
+    if (now === "termination_pending_fast" || now === "termination_pending_immediate") {
+      await this.state.waitFor((s) => s.state === "terminated" || s.state === "failed");
+      return;
+    }
+    this.#startAbort.abort(new Error("compute-ctl is shutting down"));
+    await this.#starting;
+    await this.#stopPostgres("immediate");
+    await this.#cleanUp();
+  }
+
+  /** Waits until the compute runs; throws with the reason if it fails first. */
+  async waitUntilRunning(signal?: AbortSignal): Promise<ComputeStatusView> {
+    const s = await this.state.waitFor((x) => x.state === "running" || x.state === "failed" || x.state === "terminated", signal);
+    if (s.state !== "running") throw new ConnectError(`the compute did not start: ${s.error || s.state}`, Code.FailedPrecondition);
+    return this.status();
+  }
+
+  async insights(limit: number): Promise<StatementInsight[]> {
+    return this.#query(async (client) => {
+      await client.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+      const { rows } = await client.query<{
+        query: string; calls: string; total_exec_time: number; mean_exec_time: number; rows: string; datname: string | null; rolname: string | null;
+      }>(
+        `SELECT s.query, s.calls, s.total_exec_time, s.mean_exec_time, s.rows, d.datname, r.rolname
+           FROM pg_stat_statements s
+           LEFT JOIN pg_catalog.pg_database d ON d.oid = s.dbid
+           LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.userid
+          ORDER BY s.total_exec_time DESC LIMIT $1`,
+        [limit],
+      );
+      return rows.map((r) => ({
+        query: r.query, calls: Number(r.calls), totalExecTimeMs: r.total_exec_time, meanExecTimeMs: r.mean_exec_time,
+        rows: Number(r.rows), database: r.datname ?? "", role: r.rolname ?? "",
+      }));
+    });
+  }
+
+  async databases(): Promise<{ name: string; owner: string }[]> {
+    return this.#query(async (client) => (await client.query<{ name: string; owner: string }>(
+      `SELECT datname AS name, pg_catalog.pg_get_userbyid(datdba) AS owner
+         FROM pg_catalog.pg_database WHERE NOT datistemplate ORDER BY datname`,
+    )).rows);
+  }
+
+  async roles(): Promise<{ name: string; canLogin: boolean; superuser: boolean }[]> {
+    return this.#query(async (client) => (await client.query<{ name: string; canLogin: boolean; superuser: boolean }>(
+      `SELECT rolname AS name, rolcanlogin AS "canLogin", rolsuper AS superuser
+         FROM pg_catalog.pg_roles WHERE rolname !~ '^pg_' ORDER BY rolname`,
+    )).rows);
+  }
+
+  async ensureExtension(name: string, isLibrary: boolean): Promise<{ extension: string; alreadyPresent: boolean }> {
+    if (!this.deps.extensions) {
+      throw new ConnectError("this compute-ctl was started without extension support", Code.FailedPrecondition);
+    }
+    if (!/^[A-Za-z0-9_.-]+$/.test(name)) {
+      throw new ConnectError(`"${name}" is not an extension or library name`, Code.InvalidArgument);
+    }
+    return this.deps.extensions.ensure(name, isLibrary);
+  }
+
+  #startWith(spec: ComputeSpec): void {
+    this.state.move("init", "start");
+    this.#spec = spec;
+    this.#timings = emptyTimings();
+    this.#timings.waitForSpecMs = Math.round(performance.now() - this.#createdAt);
+    this.#starting = this.#start(spec).catch((err) => {
+      this.deps.logger.error({ err }, "compute start failed");
+      this.state.fail(messageOf(err));
+    });
+  }
+
+  async #start(spec: ComputeSpec): Promise<void> {
+    const started = performance.now();
+    const t = this.#timings;
+    const signal = this.#startAbort.signal;
+    const { pgdata } = this.options;
+    const user = (this.#user ??= await resolveUnprivilegedUser(this.options.osUser));
+    this.#port = spec.port || this.options.pgPort || Number(this.options.connstr?.port || 0) || (await freePort());
+    this.#socketDir ??= await mkdtemp(path.join(os.tmpdir(), "pgmesh-sock-"));
+
+    const storage = endpointStorageOf(spec);
+    const staging = `${pgdata}.saved-files`;
+    const [base, saved, extensions] = await Promise.allSettled([
+      timed(t, "baseDataMs", () => layDownBaseData(spec.baseData, {
+        pgdata, binaries: this.options.binaries, user, templateRoot: this.options.templateRoot,
+        downloadConcurrency: this.options.snapshotConcurrency, blobStoreOptions: this.options.blobStoreOptions, signal,
+      })),
+      storage
+        ? timed(t, "savedFilesMs", () => fetchSavedFiles(storage, staging, AbortSignal.any([signal, AbortSignal.timeout(this.options.savedFilesTimeoutMs)])))
+        : Promise.resolve([]),
+      this.deps.extensions ? timed(t, "extensionsMs", () => this.deps.extensions!.prepare(spec, signal)) : Promise.resolve(),
+    ]);
+    if (base.status === "rejected") throw new Error(`could not lay down PGDATA (${spec.baseData.source}): ${messageOf(base.reason)}`);
+    if (extensions.status === "rejected") throw new Error(`could not prepare extensions: ${messageOf(extensions.reason)}`);
+    if (saved.status === "rejected") {
+      await rm(staging, { recursive: true, force: true });
+      this.state.warn(`endpoint storage unavailable at ${storage!.addr}; started without saved files (${messageOf(saved.reason)})`);
+    } else {
+      await placeSavedFiles(staging, saved.value, pgdata, user);
+    }
+
+    this.#baseConf = await readFile(path.join(pgdata, "postgresql.conf"), "utf8");
+    await this.#writeConf(spec);
+    await writeFile(path.join(pgdata, "pg_hba.conf"), pgHba);
+    signal.throwIfAborted();
+
+    const logFile = `${pgdata}.log`;
+    await rm(logFile, { force: true });
+    const postgres = await timed(t, "startPostgresMs", () => startPostgres({
+      binaries: this.options.binaries, dataDir: pgdata, user, port: this.#port, socketDir: this.#socketDir!, logFile,
+      listenAddress: this.options.pgListenAddresses, startTimeoutMs: this.options.startTimeoutMs,
+    }));
+    this.#postgres = postgres;
+    void postgres.exited.then(async ({ code, signal: killedBy }) => {
+      if (this.#stopping || this.#postgres !== postgres) return;
+      const tail = await postgres.logTail(20);
+      this.state.fail(`postgres exited unexpectedly (code ${code}, signal ${killedBy}); log tail:\n${tail}`);
+      void this.#monitor?.stop();
+    });
+    signal.throwIfAborted();
+
+    await timed(t, "configMs", async () => {
+      if (!spec.skipPgCatalogUpdates) await reconcileCatalog(spec, (db) => this.#connect(db));
+    });
+    this.#monitor = new ActivityMonitor(await this.#connect("postgres"), this.options.activityPollMs);
+    this.#monitor.start();
+    t.totalMs = Math.round(performance.now() - started);
+    signal.throwIfAborted();
+    this.state.move("running", "start");
+    this.deps.logger.info({ timings: t, port: this.#port }, "compute is running");
+    this.deps.extensions?.afterRunning(spec);
+  }
+
+  async #reconfigure(spec: ComputeSpec): Promise<void> {
+    const before = this.#spec!;
+    for (const [field, a, b] of [
+      ["tenant_id", before.tenantId, spec.tenantId],
+      ["timeline_id", before.timelineId, spec.timelineId],
+      ["endpoint_id", before.endpointId, spec.endpointId],
+      ["pgmesh.port", before.port, spec.port],
+    ] as const) {
+      if (a !== b) throw new SpecError(field, `cannot change while the compute runs (it is ${a ?? "unset"}); start a new compute instead`);
+    }
+    this.state.move("configuration", "configure");
+    try {
+      if (confChanged(before, spec)) {
+        await this.#writeConf(spec);
+        await this.#query((client) => client.query("SELECT pg_catalog.pg_reload_conf()"));
+      }
+      if (!spec.skipPgCatalogUpdates) await reconcileCatalog(spec, (db) => this.#connect(db));
+      this.#spec = spec;
+      this.state.move("running", "configure");
+    } catch (err) {
+      this.state.fail(`reconfiguration failed: ${messageOf(err)}`);
+      throw ConnectError.from(err, Code.Internal);
+    }
+  }
+
+  async #writeConf(spec: ComputeSpec): Promise<void> {
+    const fromExtensions = this.deps.extensions?.postgresSettings(spec, this.#computeCtlAddr);
+    const conf = renderPostgresqlConf(this.#baseConf, spec, {
+      port: this.#port,
+      listenAddresses: this.options.pgListenAddresses,
+      socketDir: this.#socketDir!,
+      preloadLibraries: fromExtensions?.preloadLibraries ?? [],
+      extra: fromExtensions?.settings ?? {},
+    });
+    await writeFile(path.join(this.options.pgdata, "postgresql.conf"), conf);
+  }
+
+  async #query<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
+    const state = this.state.state;
+    if (state !== "running" && state !== "configuration") {
+      throw new ConnectError(`the compute is not running (state ${state})`, Code.FailedPrecondition);
+    }
+    const client = await this.#connect("postgres");
+    try {
+      return await work(client);
+    } finally {
+      await client.end();
+    }
+  }
+
+  /** A maintenance connection (marked with compute-ctl's application_name). */
+  async #connect(database: string): Promise<pg.Client> {
+    const client = new pg.Client({ connectionString: this.#adminUri(database, true) });
+    await client.connect();
+    return client;
+  }
+
+  #adminUri(database: string, maintenance: boolean): string {
+    const url = this.options.connstr ? new URL(this.options.connstr) : new URL(`postgresql://${adminRole}@${connectHost(this.options.pgListenAddresses)}`);
+    if (!url.port) url.port = String(this.#port);
+    url.pathname = `/${encodeURIComponent(database)}`;
+    if (maintenance) url.searchParams.set("application_name", computeCtlApplicationName);
+    return url.toString();
+  }
+
+  async #stopPostgres(mode: ShutdownMode): Promise<void> {
+    this.#stopping = true;
+    await this.#monitor?.stop();
+    await this.#postgres?.stop(mode);
+  }
+
+  async #cleanUp(): Promise<void> {
+    await this.deps.extensions?.close();
+    if (this.#socketDir) await rm(this.#socketDir, { recursive: true, force: true });
+  }
+}
+
+function connectHost(listenAddresses: string): string {
+  const first = listenAddresses.split(",")[0]!.trim();
+  if (first === "" || first === "*" || first === "0.0.0.0") return "127.0.0.1";
+  if (first === "::") return "[::1]";
+  return first.includes(":") ? `[${first}]` : first;
+}
+
+function messageOf(err: unknown): string {
+  if (err instanceof ConnectError) return err.rawMessage;
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,106 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+
+/** What a name given to ensure() is: an extension (CREATE EXTENSION) or a library (LOAD). */
+export type ExtensionKind = "extension" | "library";
+
+/** A name that is not a valid extension or library name; nothing was looked up. */
+export class InvalidExtensionNameError extends ConnectError {
+  constructor(
+    readonly extensionName: string,
+    readonly kind: ExtensionKind,
+    readonly reason: string,
+  ) {
+    super(`${kind} name ${JSON.stringify(extensionName)} is not valid: ${reason}`, Code.InvalidArgument);
+    this.name = "InvalidExtensionNameError";
+  }
+}
+
+/**
+ * A name this compute may not use: it is neither in the spec's
+ * remote_extensions nor installed with Postgres.
+ */
+export class ExtensionNotAvailableError extends ConnectError {
+  constructor(
+    readonly extensionName: string,
+    readonly kind: ExtensionKind,
+  ) {
+    super(
+      kind === "extension"
+        ? `extension "${extensionName}" is not available to this compute: it is not in the compute spec's remote_extensions and not installed with Postgres; ask the control plane to grant it to the tenant`
+        : `library "${extensionName}" is not available to this compute: no extension in the compute spec's remote_extensions provides it (library_index) and it is not installed with Postgres`,
+      Code.PermissionDenied,
+    );
+    this.name = "ExtensionNotAvailableError";
+  }
+}
+
+/** The bytes downloaded for a bundle do not have the sha256 the spec names; nothing was installed. */
+export class BundleChecksumError extends ConnectError {
+  constructor(
+    readonly extensionName: string,
+    readonly expectedSha256: string,
+    readonly actualSha256: string,
+  ) {
+    super(
+      `the bundle downloaded for extension "${extensionName}" has sha256 ${actualSha256}, but the spec names ${expectedSha256}; nothing was installed`,
+      Code.DataLoss,
+    );
+    this.name = "BundleChecksumError";
+  }
+}
+
+/** A bundle whose content cannot be installed (unsafe or malformed tar, over the size limit); nothing was installed. */
+export class UnsafeBundleError extends ConnectError {
+  constructor(
+    readonly extensionName: string,
+    readonly sha256: string,
+    readonly reason: string,
+  ) {
+    super(
+      `the bundle of extension "${extensionName}" (sha256 ${sha256}) cannot be installed: ${reason}; nothing was installed`,
+      Code.FailedPrecondition,
+    );
+    this.name = "UnsafeBundleError";
+  }
+}
+
+/** A bundle that could not be downloaded and installed after every attempt. */
+export class ExtensionDownloadError extends ConnectError {
+  constructor(
+    readonly extensionName: string,
+    readonly sha256: string,
+    readonly attempts: number,
+    readonly lastError: ConnectError,
+  ) {
+    super(
+      `could not make extension "${extensionName}" available (bundle sha256 ${sha256}) after ${attempts} attempt${attempts === 1 ? "" : "s"}: ${lastError.rawMessage}`,
+      lastError.code,
+      undefined,
+      undefined,
+      lastError,
+    );
+    this.name = "ExtensionDownloadError";
+  }
+}
+
+/** A library in shared_ or session_preload_libraries that neither Postgres nor the spec provides. */
+export class PreloadLibraryMissingError extends ConnectError {
+  constructor(
+    readonly library: string,
+    readonly pkglibdir: string,
+  ) {
+    super(
+      `library "${library}" is in the preload libraries but is neither in ${pkglibdir} nor provided by an extension of the compute spec's remote_extensions (library_index); Postgres could not start with it`,
+      Code.FailedPrecondition,
+    );
+    this.name = "PreloadLibraryMissingError";
+  }
+}
+
+/** ensure() or a download on an ExtensionFiles that was closed. */
+export class ExtensionFilesClosedError extends ConnectError {
+  constructor(readonly extensionName: string) {
+    super(`extension files are shut down (compute-ctl is stopping); "${extensionName}" was not made available`, Code.Unavailable);
+    this.name = "ExtensionFilesClosedError";
+  }
+}

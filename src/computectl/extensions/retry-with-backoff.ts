@@ -1,0 +1,38 @@
+import { setTimeout as delay } from "node:timers/promises";
+
+/** Bounded exponential backoff: attempt n waits min(maxBackoffMs, initialBackoffMs * 2^(n-1)) before n+1. */
+export interface BackoffPolicy {
+  readonly maxAttempts: number;
+  readonly initialBackoffMs: number;
+  readonly maxBackoffMs: number;
+}
+
+export interface RetryHooks {
+  readonly signal: AbortSignal;
+  /** False stops retrying at once (the error cannot go away by trying again). */
+  isRetryable(error: unknown): boolean;
+  /** Called before waiting for the next attempt. */
+  onRetry?(attempt: number, error: unknown, delayMs: number): void;
+}
+
+export function backoffDelayMs(policy: BackoffPolicy, attempt: number): number {
+  return Math.min(policy.maxBackoffMs, policy.initialBackoffMs * 2 ** (attempt - 1));
+}
+
+/** Runs `attempt(1)`, `attempt(2)`, … until one resolves; rethrows the last error. */
+export async function retryWithBackoff<T>(
+  attempt: (n: number) => Promise<T>,
+  policy: BackoffPolicy,
+  hooks: RetryHooks,
+): Promise<T> {
+  for (let n = 1; ; n += 1) {
+    try {
+      return await attempt(n);
+    } catch (error) {
+      if (n >= policy.maxAttempts || hooks.signal.aborted || !hooks.isRetryable(error)) throw error;
+      const delayMs = backoffDelayMs(policy, n);
+      hooks.onRetry?.(n, error, delayMs);
+      await delay(delayMs, undefined, { signal: hooks.signal });
+    }
+  }
+}

@@ -1,0 +1,25 @@
+export { ActivityMonitor, computeCtlApplicationName } from "./activity-monitor.js";
+export { Compute, type ComputeDeps, type ComputeStatusView, type StatementInsight } from "./compute.js";
+export { compileComputeCtlOptions, type CompiledComputeCtlOptions, type ComputeCtlOptions } from "./compute-ctl-options.js";
+export type { ComputeExtensions } from "./compute-extensions.js";
+export {
+  adminRole,
+  parseComputeSpec,
+  parseComputeSpecJson,
+  type BaseDataSource,
+  type ComputeSpec,
+  type DatabaseSpec,
+  type DeltaOperation,
+  type RemoteExtensionData,
+  type RemoteExtensions,
+  type RoleAttributes,
+  type RoleSpec,
+  type ServiceAddress,
+  type SettingSpec,
+} from "./compute-spec.js";
+export { ComputeStateError, ComputeStateMachine, type ComputeStateName, type StateSnapshot } from "./compute-state.js";
+export { reconcileCatalog, type ConnectTo } from "./reconcile-catalog.js";
+export { endpointFiles } from "./saved-files.js";
+export { scramVerifier } from "./scram-verifier.js";
+export { SpecError } from "./spec-error.js";
+export { startupPhases, type StartupPhase, type StartupTimings } from "./startup-timings.js";

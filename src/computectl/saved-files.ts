@@ -1,0 +1,114 @@
+import { createReadStream, createWriteStream } from "node:fs";
+import { chown, mkdir, rename, rm, stat } from "node:fs/promises";
+import path from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import tar from "tar-stream";
+import { EndpointRefSchema, type EndpointRef } from "../../gen/pgmesh/common/v1/common_pb.js";
+import { EpufsService, type PutFileRequestSchema } from "../../gen/pgmesh/epufs/v1/epufs_pb.js";
+import type { OsUser } from "../pg/index.js";
+import type { ComputeSpec } from "./compute-spec.js";
+import { openServiceClient } from "./service-client.js";
+
+/** The endpoint files compute-ctl saves at terminate, when Postgres left them (Epufs's allow-list). */
+export const endpointFiles: readonly string[] = [
+  "pg_stat/pg_stat_statements.stat",
+  "pg_stat/pgstat.stat",
+  "autoprewarm.blocks",
+];
+
+const chunkBytes = 1024 * 1024;
+
+export interface EndpointStorage {
+  readonly addr: string;
+  readonly token: string;
+  readonly endpoint: EndpointRef;
+}
+
+/** Where Epufs keeps this compute's files, or undefined when the spec names no endpoint storage. */
+export function endpointStorageOf(spec: ComputeSpec): EndpointStorage | undefined {
+  if (!spec.endpointStorage) return undefined;
+  return {
+    addr: spec.endpointStorage.addr,
+    token: spec.endpointStorage.token,
+    endpoint: create(EndpointRefSchema, { tenantId: spec.tenantId!, timelineId: spec.timelineId!, endpointId: spec.endpointId! }),
+  };
+}
+
+/**
+ * Fetches the endpoint's archive (one tar) from Epufs and extracts its
+ * regular files into `stagingDir`; returns their relative paths. Runs while
+ * PGDATA is being laid down; placeSavedFiles() moves them in afterwards.
+ */
+export async function fetchSavedFiles(storage: EndpointStorage, stagingDir: string, signal: AbortSignal): Promise<string[]> {
+  await rm(stagingDir, { recursive: true, force: true });
+  await mkdir(stagingDir, { recursive: true, mode: 0o700 });
+  const epufs = openServiceClient(EpufsService, storage.addr, storage.token);
+  try {
+    return await extractArchive(epufs.client.getEndpointArchive({ endpoint: storage.endpoint }, { signal }), stagingDir);
+  } finally {
+    epufs.close();
+  }
+}
+
+async function extractArchive(response: AsyncIterable<{ chunk: Uint8Array }>, stagingDir: string): Promise<string[]> {
+  const extract = tar.extract();
+  const placed: string[] = [];
+  const entries = (async () => {
+    for await (const entry of extract) {
+      const relative = entry.header.name.replace(/^\.\//, "");
+      const target = path.resolve(stagingDir, relative);
+      if (entry.header.type !== "file" || !target.startsWith(`${stagingDir}/`)) {
+        entry.resume();
+        continue;
+      }
+      await mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
+      await pipeline(entry, createWriteStream(target, { mode: 0o600 }));
+      placed.push(relative);
+    }
+  })();
+  await Promise.all([pipeline(Readable.from(chunksOf(response)), extract), entries]);
+  return placed;
+}
+
+async function* chunksOf(response: AsyncIterable<{ chunk: Uint8Array }>): AsyncGenerator<Uint8Array> {
+  for await (const message of response) yield message.chunk;
+}
+
+/** Moves staged files into PGDATA (owned by the Postgres user, 0600) and removes the staging directory. */
+export async function placeSavedFiles(stagingDir: string, files: readonly string[], pgdata: string, user: OsUser): Promise<void> {
+  for (const relative of files) {
+    const target = path.join(pgdata, relative);
+    await mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
+    await rename(path.join(stagingDir, relative), target);
+    if ((process.getuid?.() ?? 0) === 0) await chown(target, user.uid, user.gid);
+  }
+  await rm(stagingDir, { recursive: true, force: true });
+}
+
+/** Uploads every endpoint file Postgres left in PGDATA to Epufs; returns the paths saved. */
+export async function saveEndpointFiles(storage: EndpointStorage, pgdata: string, signal: AbortSignal): Promise<string[]> {
+  const present: { relative: string; size: number }[] = [];
+  for (const relative of endpointFiles) {
+    const info = await stat(path.join(pgdata, relative)).catch(() => undefined);
+    if (info?.isFile()) present.push({ relative, size: info.size });
+  }
+  const epufs = openServiceClient(EpufsService, storage.addr, storage.token);
+  try {
+    await Promise.all(present.map(({ relative, size }) =>
+      epufs.client.putFile(putFileMessages(storage.endpoint, relative, size, path.join(pgdata, relative)), { signal })));
+  } finally {
+    epufs.close();
+  }
+  return present.map((p) => p.relative);
+}
+
+async function* putFileMessages(
+  endpoint: EndpointRef, relative: string, size: number, file: string,
+): AsyncGenerator<MessageInitShape<typeof PutFileRequestSchema>> {
+  yield { msg: { case: "header", value: { endpoint, path: relative, size: BigInt(size) } } };
+  for await (const chunk of createReadStream(file, { highWaterMark: chunkBytes })) {
+    yield { msg: { case: "chunk", value: chunk as Buffer } };
+  }
+}
