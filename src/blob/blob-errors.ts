@@ -1,0 +1,108 @@
+/** Base class of every error a blob store throws on purpose. */
+export class BlobError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The key (or prefix) is not a valid object key. */
+export class BlobInvalidKeyError extends BlobError {
+  constructor(
+    readonly key: string,
+    readonly reason: string,
+  ) {
+    super(`invalid blob key ${JSON.stringify(key)}: ${reason}`);
+  }
+}
+
+/** get() of a key that does not exist. */
+export class BlobNotFoundError extends BlobError {
+  constructor(readonly key: string) {
+    super(`blob ${JSON.stringify(key)} does not exist`);
+  }
+}
+
+/** A put delivered more bytes than its maxBytes; nothing was stored. */
+export class BlobTooLargeError extends BlobError {
+  constructor(
+    readonly key: string,
+    readonly maxBytes: number,
+    /** The declared size when the put announced one, else undefined (reading stopped at the limit). */
+    readonly declaredBytes?: number,
+  ) {
+    super(
+      declaredBytes === undefined
+        ? `blob ${JSON.stringify(key)} is larger than ${maxBytes} bytes, the limit; nothing was stored`
+        : `blob ${JSON.stringify(key)} is declared as ${declaredBytes} bytes, over the limit of ${maxBytes} bytes; nothing was stored`,
+    );
+  }
+}
+
+/** A put with expectedBytes delivered another number of bytes; nothing was stored. */
+export class BlobSizeMismatchError extends BlobError {
+  constructor(
+    readonly key: string,
+    readonly expectedBytes: number,
+    readonly actualBytes: number,
+  ) {
+    super(
+      `blob ${JSON.stringify(key)} was announced as ${expectedBytes} bytes but ${actualBytes} arrived; nothing was stored`,
+    );
+  }
+}
+
+/** The put's signal was aborted before the object was stored; nothing changed. */
+export class BlobPutCancelledError extends BlobError {
+  constructor(
+    readonly key: string,
+    cause?: unknown,
+  ) {
+    super(`put of blob ${JSON.stringify(key)} was cancelled; nothing was stored`, { cause });
+  }
+}
+
+/** A page token that this store did not issue for this prefix. */
+export class BlobInvalidPageTokenError extends BlobError {
+  constructor(readonly pageToken: string) {
+    super(
+      `page token ${JSON.stringify(pageToken)} is not valid for this listing; pass the next_page_token of the previous page unchanged, or none to start over`,
+    );
+  }
+}
+
+/**
+ * The local backend cannot hold both "a/b" and "a/b/c": the first is a file,
+ * the second needs "a/b" to be a directory.
+ */
+export class BlobKeyConflictError extends BlobError {
+  constructor(
+    readonly key: string,
+    readonly reason: string,
+  ) {
+    super(`blob ${JSON.stringify(key)} cannot be stored: ${reason}`);
+  }
+}
+
+/** The bytes read back do not match the object's length or checksum. */
+export class BlobIntegrityError extends BlobError {
+  constructor(
+    readonly key: string,
+    readonly reason: string,
+    options?: ErrorOptions,
+  ) {
+    super(`blob ${JSON.stringify(key)} was read back corrupt (${reason}); retry the read`, options);
+  }
+}
+
+/** The storage URL given to openBlobStore() is not usable. */
+export class BlobStoreUrlError extends BlobError {
+  constructor(
+    readonly url: string,
+    readonly reason: string,
+  ) {
+    super(
+      `storage URL ${JSON.stringify(url)} is not usable: ${reason}; use file:///absolute/dir or s3://bucket/prefix`,
+    );
+  }
+}
