@@ -1,0 +1,91 @@
+#!/usr/bin/env node
+import path from "node:path";
+import { pino } from "pino";
+import { blobStoreOptionsFromEnv, openBlobStore } from "../src/blob/index.js";
+import { formatUsage, parseFlags, type FlagSpecs } from "../src/config/flags.js";
+import { UsageError } from "../src/config/usage-error.js";
+import { pgBinariesAt } from "../src/fastimport/pg-binaries-at.js";
+import { FastImportError, LogReporter, runFastImport, TtyReporter, formatBytes, type ImportReporter } from "../src/fastimport/index.js";
+
+const flags = {
+  source: { type: "string", valueName: "URI", help: "libpq URI of the source, postgresql://user[:password]@host:port/dbname (the password may instead come from PGPASSWORD); required" },
+  storage: { type: "string", valueName: "URL", help: "blob store for the snapshot: file:///abs/dir or s3://bucket/prefix (AWS_ENDPOINT_URL, AWS_REGION and credentials from the environment); required" },
+  prefix: { type: "string", valueName: "P", help: "key prefix of the snapshot in the store: P/pgdata/…, P/status/pgdata, P/status/fast_import; refused when it already holds a done snapshot; required" },
+  workdir: { type: "string", valueName: "DIR", help: "working directory for the dump and the local PGDATA; must be empty or absent; emptied again after success, kept after a failure; required" },
+  jobs: { type: "number", help: "parallel pg_dump / pg_restore / VACUUM jobs (default: the CPU count)" },
+  "memory-mb": { type: "number", valueName: "M", help: "memory for the local Postgres in MiB: 20% shared_buffers, 60% maintenance_work_mem shared by the jobs (default: a quarter of the machine's)" },
+  databases: { type: "list", valueName: "DB,DB", help: "databases to import (default: the one the --source URI names)" },
+  roles: { type: "list", valueName: "ROLE,ROLE", help: "roles to import, with password hashes, settings and memberships, without SUPERUSER, REPLICATION and BYPASSRLS (default: none; objects are owned by the snapshot's superuser either way)" },
+  "whole-instance": { type: "boolean", help: "import every database that is not a template and allows connections, and every role (pg_dumpall --roles-only, attributes as for --roles), instead of --databases/--roles" },
+  "pg-bin": { type: "string", valueName: "DIR", default: "/usr/lib/postgresql/15/bin", help: "directory with initdb, postgres, pg_dump, pg_restore, pg_dumpall, pg_controldata (a bundle's v15/bin)" },
+  "upload-concurrency": { type: "number", default: 8, help: "files uploaded at once" },
+} satisfies FlagSpecs;
+
+const program = {
+  name: "fast-import",
+  description: [
+    "Onboards an existing PostgreSQL database into blob storage as a PGDATA snapshot a compute can start from",
+    "(compute-ctl base_data {\"source\": \"snapshot\"}): initdb into the working directory, a local Postgres tuned",
+    "for bulk load, pg_dump --format directory --jobs N from the source, pg_restore --jobs N without owners,",
+    "privileges, publications, subscriptions, security labels, tablespaces and event triggers, VACUUM (FREEZE,",
+    "ANALYZE), a clean shutdown, then a parallel streamed upload. P/status/pgdata {\"done\": true} is written last;",
+    "on failure it says {\"done\": false, \"error\": …} and the partial P/pgdata/ objects are deleted.",
+    "Shows a live progress line on a terminal, JSON logs otherwise. Exit codes: 0 done, 1 import failed, 2 bad usage.",
+  ].join("\n"),
+};
+
+async function main(): Promise<number> {
+  const { values, help } = parseFlags(flags, process.argv.slice(2), process.env);
+  if (help) {
+    process.stdout.write(formatUsage(program, flags));
+    return 0;
+  }
+  for (const name of ["source", "storage", "prefix", "workdir"] as const) {
+    if (!values[name]) throw new UsageError(`--${name} is required (or PGMESH_${name.toUpperCase()}); see --help`);
+  }
+  const prefix = values.prefix!.replace(/^\/+|\/+$/g, "");
+  const reporter: ImportReporter = process.stderr.isTTY ? new TtyReporter(process.stderr) : new LogReporter(pino({ name: "fast-import" }));
+  const store = await openBlobStore(values.storage!, blobStoreOptionsFromEnv(process.env));
+  const abort = new AbortController();
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => abort.abort(new Error(signal)));
+  try {
+    const result = await runFastImport(
+      { store, prefix },
+      {
+        source: values.source!,
+        ...(process.env.PGPASSWORD ? { sourcePassword: process.env.PGPASSWORD } : {}),
+        workdir: path.resolve(values.workdir!),
+        ...(values.jobs === undefined ? {} : { jobs: values.jobs }),
+        ...(values.memoryMb === undefined ? {} : { memoryMb: values.memoryMb }),
+        databases: values.databases,
+        roles: values.roles,
+        wholeInstance: values.wholeInstance,
+        pgBinaries: await pgBinariesAt(values.pgBin),
+        uploadConcurrency: values.uploadConcurrency,
+      },
+      reporter,
+      abort.signal,
+    );
+    const seconds = result.timingsMs.total! / 1000;
+    reporter.info(
+      `done: ${result.databases.length} database(s), ${result.tables} tables, ${result.files} files, ${formatBytes(result.bytes.uploaded)} in ${seconds.toFixed(1)} s; snapshot at ${prefix}/`,
+      { result },
+    );
+    return 0;
+  } catch (error) {
+    if (!(error instanceof FastImportError)) throw error;
+    if (error.phase === "options") throw new UsageError(error.message);
+    process.stderr.write(`fast-import: ${error.message}\n`);
+    return 1;
+  } finally {
+    await store.close();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(`fast-import: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(error instanceof UsageError ? 2 : 1);
+  },
+);
