@@ -1,0 +1,22 @@
+export { AuthError, KeyFileError, type AuthFailure } from "./auth-error.js";
+export {
+  requireClaims,
+  requireEndpointAccess,
+  requireResourceAccess,
+  requireScope,
+  requireTenantAccess,
+  type ResourceRef,
+} from "./authorize.js";
+export { scopes, type Claims, type Scope } from "./claims.js";
+export { authModeKey, claimsKey, type AuthMode } from "./claims-context.js";
+export { ensureDevKeys, generateKeyFiles, keyFilePaths, type KeyFiles } from "./dev-keys.js";
+export {
+  loadSigningKey,
+  signingKeyFrom,
+  signToken,
+  type SignTokenOptions,
+  type SigningKey,
+  type TokenClaims,
+} from "./token-signer.js";
+export { createTokenVerifier, type TokenVerifier, type TokenVerifierOptions } from "./token-verifier.js";
+export { loadVerifyKeySet, parseVerifyKeySet, type VerifyKey, type VerifyKeySet } from "./verify-key-set.js";

@@ -1,0 +1,15 @@
+export { envVarOf, formatUsage, parseFlags, type FlagSpec, type FlagSpecs, type FlagType, type FlagValues, type ParsedFlags } from "./flags.js";
+export { defineFlags, parseCommandLine, type CommandLineIo, type Program } from "./parse-command-line.js";
+export {
+  compileServiceConfig,
+  logLevelNames,
+  parseListen,
+  serviceFlags,
+  servicePorts,
+  type LogLevelName,
+  type ServiceConfig,
+  type ServiceFlagValues,
+  type ServiceName,
+} from "./service-flags.js";
+export { parseDurationSec } from "./duration.js";
+export { UsageError } from "./usage-error.js";

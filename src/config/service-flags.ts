@@ -1,0 +1,98 @@
+import { resolve } from "node:path";
+import { defineFlags } from "./parse-command-line.js";
+import type { FlagValues } from "./flags.js";
+import { UsageError } from "./usage-error.js";
+
+/** The services and their default ports (DESIGN.md "Conventions every binary shares"). */
+export const servicePorts = {
+  "extension-store": 7101,
+  epufs: 7102,
+  "compute-ctl": 7103,
+  walredo: 7104,
+} as const;
+
+export type ServiceName = keyof typeof servicePorts;
+
+export const logLevelNames = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+export type LogLevelName = (typeof logLevelNames)[number];
+
+/** The flags every service binary shares; spread them into the binary's own table. */
+export function serviceFlags(service: ServiceName, cwd: string = process.cwd()) {
+  return defineFlags({
+    listen: {
+      type: "string",
+      valueName: "HOST:PORT",
+      default: `127.0.0.1:${servicePorts[service]}`,
+      help: "Address to serve gRPC, gRPC-Web, Connect and HTTP on (port 0: any free port)",
+    },
+    storage: {
+      type: "string",
+      valueName: "URL",
+      default: `file://${resolve(cwd, ".pgmesh", service)}`,
+      help: "Blob storage: file:///abs/dir or s3://bucket/prefix (with the standard AWS_* environment)",
+    },
+    "auth-keys": {
+      type: "string",
+      valueName: "FILE",
+      help: "Public keys that verify bearer tokens: JWKS JSON or PEM (Ed25519)",
+    },
+    "insecure-no-auth": {
+      type: "boolean",
+      help: "Accept every call without a token (development only; logged loudly)",
+    },
+    "log-level": {
+      type: "string",
+      valueName: "LEVEL",
+      default: "info",
+      help: `Log level: ${logLevelNames.join(", ")}`,
+    },
+  });
+}
+
+export type ServiceFlagValues = FlagValues<ReturnType<typeof serviceFlags>>;
+
+/** The validated shared configuration of a service binary. */
+export interface ServiceConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly storageUrl: string;
+  /** Set unless insecureNoAuth. */
+  readonly authKeysPath: string | undefined;
+  readonly insecureNoAuth: boolean;
+  readonly logLevel: LogLevelName;
+}
+
+/** Validates the shared flags; throws UsageError naming the flag. */
+export function compileServiceConfig(values: ServiceFlagValues): ServiceConfig {
+  const { host, port } = parseListen(values.listen);
+  if (values.authKeys === undefined && !values.insecureNoAuth) {
+    throw new UsageError("give --auth-keys FILE to verify bearer tokens, or --insecure-no-auth to accept every call");
+  }
+  if (values.authKeys !== undefined && values.insecureNoAuth) {
+    throw new UsageError("--auth-keys and --insecure-no-auth exclude each other; give one");
+  }
+  if (!(logLevelNames as readonly string[]).includes(values.logLevel)) {
+    throw new UsageError(`--log-level must be one of ${logLevelNames.join(", ")}, got "${values.logLevel}"`);
+  }
+  if (!/^(file|s3):\/\//.test(values.storage)) {
+    throw new UsageError(`--storage must be a file:// or s3:// URL, got "${values.storage}"`);
+  }
+  return {
+    host,
+    port,
+    storageUrl: values.storage,
+    authKeysPath: values.authKeys,
+    insecureNoAuth: values.insecureNoAuth,
+    logLevel: values.logLevel as LogLevelName,
+  };
+}
+
+/** Parses HOST:PORT or [IPv6]:PORT. */
+export function parseListen(text: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text);
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65535) {
+    throw new UsageError(`--listen must be HOST:PORT with a port in 0..65535, got "${text}"`);
+  }
+  return { host: match[1] ?? (match[2] || "127.0.0.1"), port };
+}

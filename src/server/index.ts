@@ -1,0 +1,15 @@
+export { peerKey } from "./call-context.js";
+export { createClientTransport, type ClientTransportOptions } from "./client-transport.js";
+export { createLogger } from "./create-logger.js";
+export { loadServerAuth } from "./load-server-auth.js";
+export { shutdownOnSignal } from "./shutdown-on-signal.js";
+export {
+  compileServerOptions,
+  serviceOf,
+  type CompiledServerOptions,
+  type FallbackHandler,
+  type ServerAuth,
+  type ServerOptions,
+  type ServiceRegistration,
+} from "./server-options.js";
+export { startServer, type ServerHandle } from "./start-server.js";

@@ -1,0 +1,207 @@
+import { createServer as createHttp1Server, type IncomingMessage, type ServerResponse } from "node:http";
+import {
+  createServer as createHttp2Server,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  type Http2Session,
+} from "node:http2";
+import { createServer as createNetServer, type AddressInfo, type Socket } from "node:net";
+import { Code, ConnectError, createContextValues, type ConnectRouter } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Health } from "../../gen/grpc/health/v1/health_pb.js";
+import * as reflectionV1 from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import * as reflectionV1alpha from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { authModeKey } from "../auth/index.js";
+import { createAuthInterceptor } from "./auth-interceptor.js";
+import { peerKey } from "./call-context.js";
+import { DescriptorIndex } from "./descriptor-index.js";
+import { createErrorInterceptor } from "./error-interceptor.js";
+import { createHealthService, HealthBoard } from "./health-service.js";
+import { createLogInterceptor } from "./log-interceptor.js";
+import { sniffProtocol } from "./protocol-sniffer.js";
+import { createReflectionV1, createReflectionV1alpha } from "./reflection-service.js";
+import { compileServerOptions, type ServerOptions } from "./server-options.js";
+
+/** A running server. */
+export interface ServerHandle {
+  /** The bound address (the real port when 0 was asked for). */
+  readonly address: { readonly host: string; readonly port: number };
+  /** "http://host:port", the base URL for clients. */
+  readonly url: string;
+  /**
+   * Stops accepting connections, reports NOT_SERVING, lets in-flight calls
+   * finish for up to `graceMs` (default: the shutdownGraceMs option), then
+   * aborts the signals of calls still running (streams end with UNAVAILABLE),
+   * closes every connection and resolves. Calling it again returns the same promise.
+   */
+  close(options?: { readonly graceMs?: number }): Promise<void>;
+}
+
+type AnyRequest = IncomingMessage | Http2ServerRequest;
+type AnyResponse = ServerResponse | Http2ServerResponse;
+
+/** How long aborted calls get to write their error before connections are cut. */
+const abortFlushMs = 1_000;
+
+/**
+ * Serves the given services, plus grpc.health.v1 and server reflection v1 and
+ * v1alpha, over gRPC, gRPC-Web and Connect on one port: HTTP/2 cleartext
+ * (prior knowledge) and HTTP/1.1, told apart by the HTTP/2 connection preface.
+ */
+export async function startServer(options: ServerOptions): Promise<ServerHandle> {
+  const opts = compileServerOptions(options);
+  const { logger } = opts;
+  const insecure = "insecure" in opts.auth;
+
+  const userServices = opts.services.map((s) => s.service);
+  const board = new HealthBoard(userServices.map((s) => s.typeName));
+  const index = new DescriptorIndex([...userServices, Health, reflectionV1.ServerReflection, reflectionV1alpha.ServerReflection]);
+  const publicMethods = new Set<string>();
+  for (const { service, publicMethods: names = [] } of opts.services) {
+    for (const name of names) publicMethods.add(`${service.typeName}/${name}`);
+  }
+  for (const service of [Health, reflectionV1.ServerReflection, reflectionV1alpha.ServerReflection]) {
+    for (const m of service.methods) publicMethods.add(`${service.typeName}/${m.name}`);
+  }
+
+  const shutdown = new AbortController();
+  const handler = connectNodeAdapter({
+    routes(router: ConnectRouter) {
+      for (const { service, impl } of opts.services) router.service(service, impl);
+      router.service(Health, createHealthService(board));
+      router.service(reflectionV1.ServerReflection, createReflectionV1(index));
+      router.service(reflectionV1alpha.ServerReflection, createReflectionV1alpha(index));
+    },
+    interceptors: [createLogInterceptor(logger), createErrorInterceptor(), createAuthInterceptor(opts.auth, publicMethods)],
+    readMaxBytes: opts.readMaxBytes,
+    writeMaxBytes: opts.writeMaxBytes,
+    maxTimeoutMs: opts.maxTimeoutMs,
+    shutdownSignal: shutdown.signal,
+    contextValues: (req) =>
+      createContextValues()
+        .set(peerKey, `${req.socket.remoteAddress ?? "?"}:${req.socket.remotePort ?? "?"}`)
+        .set(authModeKey, insecure ? "insecure" : "verified"),
+    fallback: (req, res) => void serveFallback(req, res as AnyResponse),
+  });
+
+  async function serveFallback(req: AnyRequest, res: AnyResponse): Promise<void> {
+    try {
+      if (opts.fallback && (await opts.fallback(req, res))) return;
+      if (!res.headersSent) {
+        res.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
+        res.end(`no route for ${req.method} ${req.url}\n`);
+      }
+    } catch (err) {
+      logger.error({ err, method: req.method, url: req.url }, "http route failed");
+      if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
+      res.end("internal server error; the server log has the cause\n");
+    }
+  }
+
+  // In-flight requests, so close() can wait for them.
+  let inFlight = 0;
+  let idle: (() => void) | undefined;
+  let draining = false;
+  const http1Busy = new Map<Socket, number>();
+  const track = (req: AnyRequest, res: AnyResponse): void => {
+    inFlight++;
+    const socket = "stream" in req ? undefined : req.socket;
+    if (socket) http1Busy.set(socket, (http1Busy.get(socket) ?? 0) + 1);
+    res.once("close", () => {
+      if (socket) {
+        const busy = http1Busy.get(socket)! - 1;
+        if (busy > 0) http1Busy.set(socket, busy);
+        else {
+          http1Busy.delete(socket);
+          if (draining) socket.end();
+        }
+      }
+      if (--inFlight === 0) idle?.();
+    });
+    handler(req, res);
+  };
+
+  const http1 = createHttp1Server({ requestTimeout: 0 }, track);
+  const http2 = createHttp2Server({}, track);
+  const sockets = new Set<Socket>();
+  const h2Sockets = new WeakSet<Socket>();
+  const sessions = new Set<Http2Session>();
+  http2.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
+
+  const net = createNetServer((socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    socket.on("error", (err) => logger.debug({ err }, "connection error"));
+    sniffProtocol(socket, (protocol) => {
+      if (protocol === "h2") {
+        h2Sockets.add(socket);
+        http2.emit("connection", socket);
+      } else {
+        http1.emit("connection", socket);
+        socket.resume(); // the HTTP/1.1 parser reads the sniffed bytes back through "data"
+      }
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    net.once("error", reject);
+    net.listen(opts.port, opts.host, () => {
+      net.removeListener("error", reject);
+      resolve();
+    });
+  });
+  const bound = net.address() as AddressInfo;
+  const address = { host: bound.address, port: bound.port };
+  const hostForUrl = address.host.includes(":") ? `[${address.host}]` : address.host;
+  logger.info(
+    { address: `${hostForUrl}:${address.port}`, services: userServices.map((s) => s.typeName), auth: insecure ? "insecure" : "jwt" },
+    "serving",
+  );
+
+  let closing: Promise<void> | undefined;
+  async function drain(graceMs: number): Promise<void> {
+    logger.info({ graceMs, inFlight }, "draining");
+    draining = true;
+    board.setServing(false);
+    const stopped = new Promise<void>((resolve) => net.close(() => resolve()));
+    for (const session of sessions) session.close();
+    for (const socket of sockets) {
+      // Idle HTTP/1.1 keep-alive connections (and ones still being sniffed) go now.
+      if (!h2Sockets.has(socket) && !http1Busy.has(socket)) socket.end();
+    }
+    await waitIdle(graceMs);
+    if (inFlight > 0) {
+      logger.warn({ inFlight }, "grace time over; aborting calls still running");
+      shutdown.abort(new ConnectError("the server is shutting down", Code.Unavailable));
+      await waitIdle(abortFlushMs);
+    }
+    for (const session of sessions) session.destroy();
+    for (const socket of sockets) socket.destroy();
+    await stopped;
+    logger.info("closed");
+  }
+
+  function waitIdle(ms: number): Promise<void> {
+    if (inFlight === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        idle = undefined;
+        resolve();
+      }
+      idle = done;
+    });
+  }
+
+  return {
+    address,
+    url: `http://${hostForUrl}:${address.port}`,
+    close(closeOptions = {}) {
+      closing ??= drain(closeOptions.graceMs ?? opts.shutdownGraceMs);
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,2 @@
+// Tests import the free-port helper from here; the implementation lives in src/net.
+export { freePort } from "../../src/net/free-port.js";
