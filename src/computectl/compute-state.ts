@@ -1,4 +1,5 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
+import { ComputeCtlError } from "./compute-ctl-error.js";
 
 /** Neon's compute_ctl status names. */
 export type ComputeStateName =
@@ -40,14 +41,13 @@ export interface StateSnapshot {
 }
 
 /** A transition the state machine does not allow (FAILED_PRECONDITION). */
-export class ComputeStateError extends ConnectError {
+export class ComputeStateError extends ComputeCtlError {
   constructor(
     readonly from: ComputeStateName,
     readonly to: ComputeStateName,
     action: string,
   ) {
     super(`cannot ${action} a compute in state ${from}${hint(from)}`, Code.FailedPrecondition);
-    this.name = "ComputeStateError";
   }
 }
 

@@ -23,3 +23,6 @@ export { endpointFiles } from "./saved-files.js";
 export { scramVerifier } from "./scram-verifier.js";
 export { SpecError } from "./spec-error.js";
 export { startupPhases, type StartupPhase, type StartupTimings } from "./startup-timings.js";
+export { defaultPgBinaries } from "./default-pg-binaries.js";
+export { runComputeCtl, type ComputeCtlHandle, type RunComputeCtlOptions } from "./run-compute-ctl.js";
+export { createComputeCtlService } from "./compute-ctl-service.js";

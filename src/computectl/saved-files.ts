@@ -4,12 +4,13 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { createClient, type Client } from "@connectrpc/connect";
 import tar from "tar-stream";
 import { EndpointRefSchema, type EndpointRef } from "../../gen/pgmesh/common/v1/common_pb.js";
 import { EpufsService, type PutFileRequestSchema } from "../../gen/pgmesh/epufs/v1/epufs_pb.js";
 import type { OsUser } from "../pg/index.js";
 import type { ComputeSpec } from "./compute-spec.js";
-import { openServiceClient } from "./service-client.js";
+import { createClientTransport } from "../server/index.js";
 
 /** The endpoint files compute-ctl saves at terminate, when Postgres left them (Epufs's allow-list). */
 export const endpointFiles: readonly string[] = [
@@ -44,12 +45,12 @@ export function endpointStorageOf(spec: ComputeSpec): EndpointStorage | undefine
 export async function fetchSavedFiles(storage: EndpointStorage, stagingDir: string, signal: AbortSignal): Promise<string[]> {
   await rm(stagingDir, { recursive: true, force: true });
   await mkdir(stagingDir, { recursive: true, mode: 0o700 });
-  const epufs = openServiceClient(EpufsService, storage.addr, storage.token);
-  try {
-    return await extractArchive(epufs.client.getEndpointArchive({ endpoint: storage.endpoint }, { signal }), stagingDir);
-  } finally {
-    epufs.close();
-  }
+  const epufs = epufsClient(storage);
+  return extractArchive(epufs.getEndpointArchive({ endpoint: storage.endpoint }, { signal }), stagingDir);
+}
+
+function epufsClient(storage: EndpointStorage): Client<typeof EpufsService> {
+  return createClient(EpufsService, createClientTransport({ baseUrl: `http://${storage.addr}`, ...(storage.token ? { token: storage.token } : {}) }));
 }
 
 async function extractArchive(response: AsyncIterable<{ chunk: Uint8Array }>, stagingDir: string): Promise<string[]> {
@@ -94,13 +95,9 @@ export async function saveEndpointFiles(storage: EndpointStorage, pgdata: string
     const info = await stat(path.join(pgdata, relative)).catch(() => undefined);
     if (info?.isFile()) present.push({ relative, size: info.size });
   }
-  const epufs = openServiceClient(EpufsService, storage.addr, storage.token);
-  try {
-    await Promise.all(present.map(({ relative, size }) =>
-      epufs.client.putFile(putFileMessages(storage.endpoint, relative, size, path.join(pgdata, relative)), { signal })));
-  } finally {
-    epufs.close();
-  }
+  const epufs = epufsClient(storage);
+  await Promise.all(present.map(({ relative, size }) =>
+    epufs.putFile(putFileMessages(storage.endpoint, relative, size, path.join(pgdata, relative)), { signal })));
   return present.map((p) => p.relative);
 }
 

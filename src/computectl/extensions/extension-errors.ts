@@ -1,17 +1,17 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, type ConnectError } from "@connectrpc/connect";
+import { ComputeCtlError } from "../compute-ctl-error.js";
 
 /** What a name given to ensure() is: an extension (CREATE EXTENSION) or a library (LOAD). */
 export type ExtensionKind = "extension" | "library";
 
 /** A name that is not a valid extension or library name; nothing was looked up. */
-export class InvalidExtensionNameError extends ConnectError {
+export class InvalidExtensionNameError extends ComputeCtlError {
   constructor(
     readonly extensionName: string,
     readonly kind: ExtensionKind,
     readonly reason: string,
   ) {
     super(`${kind} name ${JSON.stringify(extensionName)} is not valid: ${reason}`, Code.InvalidArgument);
-    this.name = "InvalidExtensionNameError";
   }
 }
 
@@ -19,7 +19,7 @@ export class InvalidExtensionNameError extends ConnectError {
  * A name this compute may not use: it is neither in the spec's
  * remote_extensions nor installed with Postgres.
  */
-export class ExtensionNotAvailableError extends ConnectError {
+export class ExtensionNotAvailableError extends ComputeCtlError {
   constructor(
     readonly extensionName: string,
     readonly kind: ExtensionKind,
@@ -30,12 +30,11 @@ export class ExtensionNotAvailableError extends ConnectError {
         : `library "${extensionName}" is not available to this compute: no extension in the compute spec's remote_extensions provides it (library_index) and it is not installed with Postgres`,
       Code.PermissionDenied,
     );
-    this.name = "ExtensionNotAvailableError";
   }
 }
 
 /** The bytes downloaded for a bundle do not have the sha256 the spec names; nothing was installed. */
-export class BundleChecksumError extends ConnectError {
+export class BundleChecksumError extends ComputeCtlError {
   constructor(
     readonly extensionName: string,
     readonly expectedSha256: string,
@@ -45,12 +44,11 @@ export class BundleChecksumError extends ConnectError {
       `the bundle downloaded for extension "${extensionName}" has sha256 ${actualSha256}, but the spec names ${expectedSha256}; nothing was installed`,
       Code.DataLoss,
     );
-    this.name = "BundleChecksumError";
   }
 }
 
 /** A bundle whose content cannot be installed (unsafe or malformed tar, over the size limit); nothing was installed. */
-export class UnsafeBundleError extends ConnectError {
+export class UnsafeBundleError extends ComputeCtlError {
   constructor(
     readonly extensionName: string,
     readonly sha256: string,
@@ -60,12 +58,11 @@ export class UnsafeBundleError extends ConnectError {
       `the bundle of extension "${extensionName}" (sha256 ${sha256}) cannot be installed: ${reason}; nothing was installed`,
       Code.FailedPrecondition,
     );
-    this.name = "UnsafeBundleError";
   }
 }
 
 /** A bundle that could not be downloaded and installed after every attempt. */
-export class ExtensionDownloadError extends ConnectError {
+export class ExtensionDownloadError extends ComputeCtlError {
   constructor(
     readonly extensionName: string,
     readonly sha256: string,
@@ -79,12 +76,11 @@ export class ExtensionDownloadError extends ConnectError {
       undefined,
       lastError,
     );
-    this.name = "ExtensionDownloadError";
   }
 }
 
 /** A library in shared_ or session_preload_libraries that neither Postgres nor the spec provides. */
-export class PreloadLibraryMissingError extends ConnectError {
+export class PreloadLibraryMissingError extends ComputeCtlError {
   constructor(
     readonly library: string,
     readonly pkglibdir: string,
@@ -93,14 +89,12 @@ export class PreloadLibraryMissingError extends ConnectError {
       `library "${library}" is in the preload libraries but is neither in ${pkglibdir} nor provided by an extension of the compute spec's remote_extensions (library_index); Postgres could not start with it`,
       Code.FailedPrecondition,
     );
-    this.name = "PreloadLibraryMissingError";
   }
 }
 
 /** ensure() or a download on an ExtensionFiles that was closed. */
-export class ExtensionFilesClosedError extends ConnectError {
+export class ExtensionFilesClosedError extends ComputeCtlError {
   constructor(readonly extensionName: string) {
     super(`extension files are shut down (compute-ctl is stopping); "${extensionName}" was not made available`, Code.Unavailable);
-    this.name = "ExtensionFilesClosedError";
   }
 }

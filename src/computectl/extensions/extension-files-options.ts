@@ -1,6 +1,6 @@
 import type { ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import { parseControlFile } from "../../extstore/control-file.js";
+import { parseControlFile } from "../../extstore/index.js";
 import type { RemoteExtensions, ServiceAddress } from "../compute-spec.js";
 import { SpecError } from "../spec-error.js";
 import { InvalidExtensionNameError } from "./extension-errors.js";

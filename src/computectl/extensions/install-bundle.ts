@@ -4,8 +4,7 @@ import { mkdir, mkdtemp, open, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import * as tar from "tar-stream";
-import { classifyBundleEntry } from "../../extstore/bundle-entry-rules.js";
-import { BundleRejectedError } from "../../extstore/extension-store-errors.js";
+import { BundleRejectedError, classifyBundleEntry } from "../../extstore/index.js";
 import { BundleChecksumError, UnsafeBundleError } from "./extension-errors.js";
 import type { PgInstallDirs } from "./install-layout.js";
 

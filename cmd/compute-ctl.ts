@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { blobStoreOptionsFromEnv } from "../src/blob/index.js";
+import { createTokenVerifier, loadVerifyKeySet } from "../src/auth/index.js";
+import { defaultPgBinaries, parseComputeSpecJson, runComputeCtl } from "../src/computectl/index.js";
+import { defineFlags, logLevelNames, parseCommandLine, parseListen, serviceFlags, UsageError, type LogLevelName } from "../src/config/index.js";
+import { createLogger } from "../src/server/index.js";
+
+const { storage: _storage, ...shared } = serviceFlags("compute-ctl");
+const flags = defineFlags({
+  pgdata: { type: "string", short: "D", valueName: "DIR", help: "PGDATA of the compute; wiped and laid down afresh on every start; required" },
+  spec: { type: "string", short: "S", valueName: "FILE", help: "compute spec JSON to start with; without it the compute waits for Configure (configuration_pending)" },
+  connstr: { type: "string", short: "C", valueName: "URI", help: "maintenance connection, e.g. postgresql://cloud_admin@127.0.0.1:55432/postgres (default: cloud_admin on the Postgres port)" },
+  pgbin: { type: "string", short: "b", valueName: "PATH", help: "the postgres binary; initdb is taken from its directory (default: the bundle's .pgmesh/bundle/v15/bin/postgres if built, else /usr/lib/postgresql/15/bin/postgres)" },
+  "pg-port": { type: "number", valueName: "PORT", help: "Postgres port when the spec names none (default: the connstr's, else a free one)" },
+  "pg-listen": { type: "string", valueName: "ADDRS", default: "127.0.0.1", help: "Postgres listen_addresses" },
+  ...shared,
+});
+
+const program = {
+  name: "compute-ctl",
+  description: [
+    "Starts and supervises one Postgres compute from a JSON spec (Neon's ComputeSpec shape plus a pgmesh object):",
+    "fresh PGDATA (initdb template or blob-storage snapshot), the endpoint's saved files from Epufs, extensions,",
+    "postgresql.conf, Postgres as the unprivileged user, roles and databases; then reports running.",
+    "Serves ComputeCtl (gRPC, gRPC-Web, Connect), GET /metrics and the compute hook's /extension_server/<name>.",
+    "SIGTERM terminates the compute (fast shutdown, files saved to Epufs) and exits 0.",
+  ].join("\n"),
+};
+
+async function main(): Promise<void> {
+  const { values } = parseCommandLine(program, flags, {
+    validate: (parsed) => {
+      const v = parsed.values;
+      if (!v.pgdata) throw new UsageError("--pgdata (-D) is required (or PGMESH_PGDATA)");
+      if (!v.authKeys && !v.insecureNoAuth) throw new UsageError("give --auth-keys FILE to verify bearer tokens, or --insecure-no-auth for development");
+      if (!(logLevelNames as readonly string[]).includes(v.logLevel)) throw new UsageError(`--log-level must be one of ${logLevelNames.join(", ")}`);
+      parseListen(v.listen);
+      return parsed;
+    },
+  });
+  const logger = createLogger({ service: "compute-ctl", level: values.logLevel as LogLevelName });
+  if (values.insecureNoAuth) logger.warn("serving WITHOUT authentication (--insecure-no-auth): anybody who reaches the port controls the compute");
+  const spec = values.spec ? parseComputeSpecJson(await readFile(values.spec, "utf8")) : undefined;
+  const handle = await runComputeCtl({
+    pgdata: path.resolve(values.pgdata!),
+    binaries: await defaultPgBinaries(values.pgbin),
+    ...(spec ? { spec } : {}),
+    ...(values.connstr ? { connstr: values.connstr } : {}),
+    ...(values.pgPort !== undefined ? { pgPort: values.pgPort } : {}),
+    pgListenAddresses: values.pgListen,
+    blobStoreOptions: blobStoreOptionsFromEnv(process.env),
+    ...parseListen(values.listen),
+    auth: values.authKeys ? { verifier: createTokenVerifier(await loadVerifyKeySet(values.authKeys)) } : { insecure: true },
+    logger,
+  });
+  let signalled = false;
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    process.on(signal, () => {
+      if (signalled) process.exit(1);
+      signalled = true;
+      logger.info({ signal }, "terminating the compute");
+      handle.close().then(() => process.exit(0), (err: unknown) => {
+        logger.error({ err }, "shutdown failed");
+        process.exit(1);
+      });
+    });
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`compute-ctl: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

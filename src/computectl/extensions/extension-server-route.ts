@@ -1,0 +1,82 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import type { FallbackHandler } from "../../server/index.js";
+import type { EnsureOptions, EnsureResult } from "./extension-files.js";
+
+/** What the route needs: ExtensionFiles.ensure. */
+export interface ExtensionEnsurer {
+  ensure(name: string, options?: EnsureOptions): Promise<EnsureResult>;
+}
+
+const routePrefix = "/extension_server/";
+
+const httpStatusOf: Partial<Record<Code, number>> = {
+  [Code.InvalidArgument]: 400,
+  [Code.PermissionDenied]: 403,
+  [Code.NotFound]: 404,
+  [Code.FailedPrecondition]: 409,
+  [Code.DeadlineExceeded]: 504,
+  [Code.Unavailable]: 503,
+};
+
+interface TextResponse {
+  writeHead(status: number, headers: Record<string, string | number>): unknown;
+  end(body: string): unknown;
+}
+
+/**
+ * The route the compute hook calls: POST /extension_server/<name>[?is_library=true]
+ * answers 200 once the files are present; 400 (bad name), 403 (the compute
+ * may not use it), 5xx (download failed) with the reason as text/plain, which
+ * the hook puts into its ERROR. Only loopback callers are served (403
+ * otherwise). Mount it with the server's fallback handler; any other path is
+ * left to the next handler (returns false).
+ */
+export function createExtensionServerRoute(files: ExtensionEnsurer, logger: Logger): FallbackHandler {
+  return async (req, res) => {
+    const url = new URL(req.url ?? "/", "http://compute-ctl");
+    if (!url.pathname.startsWith(routePrefix)) return false;
+    const reply = (status: number, text: string, headers: Record<string, string> = {}) => {
+      const body = `${text}\n`;
+      (res as TextResponse).writeHead(status, {
+        "content-type": "text/plain; charset=utf-8",
+        "content-length": Buffer.byteLength(body),
+        ...headers,
+      });
+      (res as TextResponse).end(body);
+    };
+    if (req.method !== "POST") {
+      reply(405, `use POST ${routePrefix}<name>[?is_library=true]`, { allow: "POST" });
+      return true;
+    }
+    if (!isLoopback(req.socket.remoteAddress)) {
+      reply(403, `${routePrefix} serves the compute's own Postgres only; ${req.socket.remoteAddress ?? "this caller"} is not a loopback address`);
+      return true;
+    }
+    let name: string;
+    try {
+      name = decodeURIComponent(url.pathname.slice(routePrefix.length));
+    } catch {
+      reply(400, `the name in ${url.pathname} is not valid percent-encoding`);
+      return true;
+    }
+    const isLibrary = url.searchParams.get("is_library") === "true";
+    const gone = new AbortController();
+    req.on("close", () => gone.abort());
+    try {
+      const result = await files.ensure(name, { isLibrary, signal: gone.signal });
+      reply(200, `${isLibrary ? "library" : "extension"} "${name}" is present (extension "${result.extension}"${result.alreadyPresent ? "" : ", fetched now"})`);
+    } catch (error) {
+      if (gone.signal.aborted) return true; // the hook gave up waiting; the download goes on
+      const err = ConnectError.from(error);
+      if (err.code !== Code.PermissionDenied && err.code !== Code.InvalidArgument) logger.warn({ err, name, isLibrary }, "extension_server request failed");
+      reply(httpStatusOf[err.code] ?? 500, err.rawMessage);
+    }
+    return true;
+  };
+}
+
+function isLoopback(address: string | undefined): boolean {
+  if (address === undefined) return false;
+  return address === "::1" || /^(::ffff:)?127\./.test(address);
+}
