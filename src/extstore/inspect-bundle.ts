@@ -46,7 +46,7 @@ export async function inspectBundle(
     for await (const chunk of source) {
       if (!extract.write(chunk)) await Promise.race([once(extract, "drain"), entries]);
     }
-    extract.end();
+    extract.end(undefined); // streamx types want an argument
   } catch (error) {
     extract.destroy(error as Error);
     await entries.catch(() => undefined);

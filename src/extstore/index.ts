@@ -1,0 +1,26 @@
+export { ExtensionStore, requireNamedBundle, type Caller } from "./extension-store.js";
+export {
+  compileExtensionStoreOptions,
+  ExtensionStoreOptionsError,
+  type CompiledExtensionStoreOptions,
+  type ExtensionStoreOptions,
+} from "./extension-store-options.js";
+export {
+  extensionStorePublicMethods,
+  extensionStoreRegistration,
+  extensionStoreServiceImpl,
+} from "./extension-store-service.js";
+export { BundleRejectedError, type BundleRejection } from "./extension-store-errors.js";
+export { classifyBundleEntry, extraShareFolders, normaliseEntryPath, type BundleEntryKind } from "./bundle-entry-rules.js";
+export { parseControlFile } from "./control-file.js";
+export { inspectBundle, type BundleControlFile, type BundleLimits, type BundleManifest } from "./inspect-bundle.js";
+export {
+  downloadTokenAudience,
+  signDownloadToken,
+  verifyDownloadToken,
+  verifyKeyOf,
+  type DownloadTokenClaims,
+  type DownloadVerifyKey,
+} from "./download-token.js";
+export { bundleKey } from "./bundle-keys.js";
+export { limitChunkSize, maxChunkBytes } from "./chunk-bytes.js";
