@@ -17,7 +17,8 @@
  * exists in pkglibdir. Libraries given by any other path are left alone.
  *
  * GUCs: pgmesh.compute_ctl_addr (host:port of compute-ctl's HTTP port; empty
- * turns the hook off) and pgmesh.extension_timeout_ms (default 30 s).
+ * turns the hook off; superuser-only, so no user can point the backend at
+ * another host) and pgmesh.extension_timeout_ms (default 30 s).
  * Load it through shared_preload_libraries (first) or
  * session_preload_libraries.
  */
@@ -196,7 +197,7 @@ _PG_init(void)
 							   "Empty turns the hook off.",
 							   &compute_ctl_addr,
 							   "",
-							   PGC_SIGHUP,
+							   PGC_SUSET,
 							   0,
 							   check_compute_ctl_addr, NULL, NULL);
 	DefineCustomIntVariable("pgmesh.extension_timeout_ms",

@@ -1,0 +1,240 @@
+import { access, chmod, mkdtemp } from "node:fs/promises";
+import net from "node:net";
+import path from "node:path";
+import pg from "pg";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  computeHookSettings,
+  createExtensionServerRoute,
+  ExtensionFiles,
+  type ExtensionFilesEvent,
+} from "../src/computectl/extensions/index.js";
+import { freePort } from "../src/net/free-port.js";
+import { initdb, resolveUnprivilegedUser, startPostgres, systemPgBinaries, type OsUser, type RunningPostgres } from "../src/pg/index.js";
+import { startServer, type ServerHandle } from "../src/server/index.js";
+import {
+  buildComputeHookInto,
+  createScratchInstall,
+  packContribBundle,
+  startTestExtensionStore,
+  type ScratchInstall,
+  type TestExtensionStore,
+} from "./helpers/compute-extensions-fixtures.js";
+
+const tenantId = "7f2c1d3e4b5a69788796a5b4c3d2e1f0";
+const remote = ["hstore", "isn", "seg", "ltree"];
+
+/** A TCP server that accepts connections and never answers: a compute-ctl that hangs. */
+async function startUnresponsiveServer(): Promise<{ addr: string; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    addr: `127.0.0.1:${port}`,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+describe("compute hook", () => {
+  let install: ScratchInstall;
+  let store: TestExtensionStore;
+  let files: ExtensionFiles;
+  let computeCtl: ServerHandle;
+  let postgres: RunningPostgres;
+  let user: OsUser;
+  let dataRoot: string;
+  const events: ExtensionFilesEvent[] = [];
+
+  const computeCtlAddr = () => `127.0.0.1:${computeCtl.address.port}`;
+
+  async function withClient<T>(fn: (client: pg.Client) => Promise<T>, database = "postgres"): Promise<T> {
+    const client = new pg.Client({ connectionString: postgres.connectionUri(database) });
+    await client.connect();
+    try {
+      return await fn(client);
+    } finally {
+      await client.end();
+    }
+  }
+
+  async function startComputePostgres(settings: Record<string, string>): Promise<RunningPostgres> {
+    return startPostgres({
+      binaries: install.binaries,
+      user,
+      dataDir: path.join(dataRoot, "data"),
+      port: await freePort(),
+      socketDir: path.join(dataRoot, "sock"),
+      logFile: path.join(dataRoot, "postgres.log"),
+      settings,
+    });
+  }
+
+  beforeAll(async () => {
+    user = await resolveUnprivilegedUser();
+    install = await createScratchInstall(remote);
+    await buildComputeHookInto(install);
+    store = await startTestExtensionStore();
+    for (const name of remote) await store.publishApproved(await packContribBundle(name));
+    const remoteExtensions = await store.remoteExtensions(tenantId);
+    const token = await store.downloadToken(tenantId, "ep-hook", remoteExtensions);
+    const logger = pino({ level: "silent" });
+    files = new ExtensionFiles({
+      remoteExtensions,
+      extensionStore: { addr: store.addr, token },
+      dirs: install.dirs,
+      logger,
+      onEvent: (event) => events.push(event),
+    });
+    await files.prepare();
+    computeCtl = await startServer({ port: 0, services: [], auth: { insecure: true }, logger, fallback: createExtensionServerRoute(files, logger) });
+    dataRoot = await mkdtemp(path.join(install.root, "pgdata-"));
+    await chmod(dataRoot, 0o755);
+    await initdb({ binaries: systemPgBinaries(15), dataDir: path.join(dataRoot, "data"), user, extraArgs: ["--no-sync"] });
+    postgres = await startComputePostgres(computeHookSettings({ computeCtlAddr: computeCtlAddr() }));
+  });
+
+  afterAll(async () => {
+    await postgres?.stop("immediate");
+    await files?.close();
+    await computeCtl?.close();
+    await store?.stop();
+    await install?.remove();
+  });
+
+  it("makes CREATE EXTENSION of an allowed extension download its bundle, then succeed", async () => {
+    await expect(access(path.join(install.dirs.pkglibdir, "hstore.so"))).rejects.toThrow();
+    const value = await withClient(async (client) => {
+      await client.query("CREATE EXTENSION hstore");
+      return (await client.query("SELECT ('a=>1, b=>2'::hstore) -> 'b' AS b")).rows[0].b;
+    });
+    expect(value).toBe("2");
+    expect(events).toContainEqual(expect.objectContaining({ type: "installed", extension: "hstore", priority: "on_demand" }));
+  });
+
+  it("fails CREATE EXTENSION of a name the compute may not use with compute-ctl's message", async () => {
+    const attempt = withClient((client) => client.query("CREATE EXTENSION postgis"));
+    await expect(attempt).rejects.toThrow(
+      'extension "postgis" is not available to this compute: it is not in the compute spec\'s remote_extensions and not installed with Postgres; ask the control plane to grant it to the tenant',
+    );
+    await expect(attempt).rejects.toMatchObject({ code: "42501" });
+  });
+
+  it("makes LOAD of '$libdir/name' fetch the bundle that provides the library", async () => {
+    await expect(access(path.join(install.dirs.pkglibdir, "isn.so"))).rejects.toThrow();
+    await withClient((client) => client.query("LOAD '$libdir/isn'"));
+    await access(path.join(install.dirs.pkglibdir, "isn.so"));
+    expect(events).toContainEqual(expect.objectContaining({ type: "installed", extension: "isn" }));
+  });
+
+  it("makes ALTER EXTENSION … UPDATE ask for the files too", async () => {
+    await withClient(async (client) => {
+      await client.query("CREATE DATABASE alter_update");
+    });
+    // ltree's bundle is not installed yet; ALTER on a database where it is not created still goes through the hook first.
+    const attempt = withClient((client) => client.query("ALTER EXTENSION ltree UPDATE"), "alter_update");
+    await expect(attempt).rejects.toThrow('extension "ltree" does not exist');
+    await access(path.join(install.dirs.pkglibdir, "ltree.so"));
+  });
+
+  it("does not call compute-ctl for an extension Postgres ships", async () => {
+    await withClient(async (client) => {
+      await client.query("SET pgmesh.compute_ctl_addr = '127.0.0.1:1'");
+      await client.query("CREATE EXTENSION pg_trgm");
+    });
+  });
+
+  it("does not call compute-ctl again once an extension's bundle is installed", async () => {
+    await withClient(async (client) => {
+      await client.query("CREATE DATABASE second_db");
+    });
+    await withClient(async (client) => {
+      await client.query("SET pgmesh.compute_ctl_addr = '127.0.0.1:1'");
+      await client.query("CREATE EXTENSION hstore");
+    }, "second_db");
+  });
+
+  it("says so when compute-ctl cannot be reached", async () => {
+    const port = await freePort();
+    const attempt = withClient(async (client) => {
+      await client.query(`SET pgmesh.compute_ctl_addr = '127.0.0.1:${port}'`);
+      await client.query("CREATE EXTENSION seg");
+    });
+    await expect(attempt).rejects.toThrow(
+      `could not reach compute-ctl at 127.0.0.1:${port} to make extension "seg" available: connect: Connection refused`,
+    );
+  });
+
+  it("gives up after pgmesh.extension_timeout_ms and leaves the session usable", async () => {
+    const hung = await startUnresponsiveServer();
+    try {
+      await withClient(async (client) => {
+        await client.query(`SET pgmesh.compute_ctl_addr = '${hung.addr}'`);
+        await client.query("SET pgmesh.extension_timeout_ms = 300");
+        await expect(client.query("CREATE EXTENSION seg")).rejects.toThrow(
+          `compute-ctl at ${hung.addr} did not make extension "seg" available within 300 ms`,
+        );
+        expect((await client.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
+      });
+    } finally {
+      await hung.close();
+    }
+  });
+
+  it("stops waiting when statement_timeout fires", async () => {
+    const hung = await startUnresponsiveServer();
+    try {
+      await withClient(async (client) => {
+        await client.query(`SET pgmesh.compute_ctl_addr = '${hung.addr}'`);
+        await client.query("SET statement_timeout = 300");
+        await expect(client.query("LOAD 'seg'")).rejects.toThrow("canceling statement due to statement timeout");
+      });
+    } finally {
+      await hung.close();
+    }
+  });
+
+  it("lets only superusers change pgmesh.compute_ctl_addr, and only to host:port", async () => {
+    await withClient(async (client) => {
+      await expect(client.query("SET pgmesh.compute_ctl_addr = 'no-port'")).rejects.toThrow(
+        'invalid value for parameter "pgmesh.compute_ctl_addr": "no-port"',
+      );
+      await client.query("CREATE ROLE plain_user LOGIN");
+      await client.query("SET ROLE plain_user");
+      await expect(client.query("SET pgmesh.compute_ctl_addr = '127.0.0.1:1'")).rejects.toThrow(
+        'permission denied to set parameter "pgmesh.compute_ctl_addr"',
+      );
+    });
+  });
+
+  describe("loaded through session_preload_libraries", () => {
+    beforeAll(async () => {
+      await postgres.stop("fast");
+      const { shared_preload_libraries: _hookFirst, ...hookSettings } = computeHookSettings({ computeCtlAddr: computeCtlAddr() });
+      postgres = await startComputePostgres(hookSettings);
+    });
+
+    it("asks compute-ctl before CREATE EXTENSION in that session", async () => {
+      const client = new pg.Client({
+        connectionString: postgres.connectionUri(),
+        options: "-c session_preload_libraries=pgmesh_compute_hook",
+      });
+      await client.connect();
+      try {
+        await client.query("CREATE EXTENSION seg");
+        expect((await client.query("SELECT '1 .. 2'::seg::text AS s")).rows).toEqual([{ s: "1 .. 2" }]);
+      } finally {
+        await client.end();
+      }
+      expect(events).toContainEqual(expect.objectContaining({ type: "installed", extension: "seg" }));
+    });
+  });
+});
+
