@@ -3,7 +3,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { blobStoreOptionsFromEnv } from "../src/blob/index.js";
 import { createTokenVerifier, loadVerifyKeySet } from "../src/auth/index.js";
-import { defaultPgBinaries, parseComputeSpecJson, runComputeCtl } from "../src/computectl/index.js";
+import { defaultPgBinaries, parseComputeSpecJson, RemoteExtensionLoader, runComputeCtl } from "../src/computectl/index.js";
 import { defineFlags, logLevelNames, parseCommandLine, parseListen, serviceFlags, UsageError, type LogLevelName } from "../src/config/index.js";
 import { createLogger } from "../src/server/index.js";
 
@@ -15,6 +15,8 @@ const flags = defineFlags({
   pgbin: { type: "string", short: "b", valueName: "PATH", help: "the postgres binary; initdb is taken from its directory (default: the bundle's .pgmesh/bundle/v15/bin/postgres if built, else /usr/lib/postgresql/15/bin/postgres)" },
   "pg-port": { type: "number", valueName: "PORT", help: "Postgres port when the spec names none (default: the connstr's, else a free one)" },
   "pg-listen": { type: "string", valueName: "ADDRS", default: "127.0.0.1", help: "Postgres listen_addresses" },
+  "no-extensions": { type: "boolean", help: "run without the compute hook and remote extensions (for a Postgres install without pgmesh_compute_hook in its pkglibdir)" },
+  "extension-timeout-ms": { type: "number", default: 30000, help: "how long CREATE EXTENSION / LOAD wait for an extension's files" },
   ...shared,
 });
 
@@ -43,9 +45,11 @@ async function main(): Promise<void> {
   const logger = createLogger({ service: "compute-ctl", level: values.logLevel as LogLevelName });
   if (values.insecureNoAuth) logger.warn("serving WITHOUT authentication (--insecure-no-auth): anybody who reaches the port controls the compute");
   const spec = values.spec ? parseComputeSpecJson(await readFile(values.spec, "utf8")) : undefined;
+  const binaries = await defaultPgBinaries(values.pgbin);
   const handle = await runComputeCtl({
     pgdata: path.resolve(values.pgdata!),
-    binaries: await defaultPgBinaries(values.pgbin),
+    binaries,
+    ...(values.noExtensions ? {} : { extensions: new RemoteExtensionLoader({ binaries, logger, extensionTimeoutMs: values.extensionTimeoutMs }) }),
     ...(spec ? { spec } : {}),
     ...(values.connstr ? { connstr: values.connstr } : {}),
     ...(values.pgPort !== undefined ? { pgPort: values.pgPort } : {}),

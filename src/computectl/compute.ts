@@ -12,7 +12,7 @@ import type { CompiledComputeCtlOptions } from "./compute-ctl-options.js";
 import type { ComputeExtensions } from "./compute-extensions.js";
 import { adminRole, type ComputeSpec } from "./compute-spec.js";
 import { ComputeStateError, ComputeStateMachine, type ComputeStateName } from "./compute-state.js";
-import { confChanged, renderPostgresqlConf } from "./postgresql-conf.js";
+import { confChanged, renderPostgresqlConf, sharedPreloadLibraries } from "./postgresql-conf.js";
 import { reconcileCatalog } from "./reconcile-catalog.js";
 import { endpointStorageOf, fetchSavedFiles, placeSavedFiles, saveEndpointFiles } from "./saved-files.js";
 import { SpecError } from "./spec-error.js";
@@ -261,7 +261,9 @@ export class Compute {
       storage
         ? timed(t, "savedFilesMs", () => fetchSavedFiles(storage, staging, AbortSignal.any([signal, AbortSignal.timeout(this.options.savedFilesTimeoutMs)])))
         : Promise.resolve([]),
-      this.deps.extensions ? timed(t, "extensionsMs", () => this.deps.extensions!.prepare(spec, signal)) : Promise.resolve(),
+      this.deps.extensions
+        ? timed(t, "extensionsMs", () => this.deps.extensions!.prepare(spec, this.#preloadLibraries(spec), signal))
+        : Promise.resolve(),
     ]);
     if (base.status === "rejected") throw new Error(`could not lay down PGDATA (${spec.baseData.source}): ${messageOf(base.reason)}`);
     if (extensions.status === "rejected") throw new Error(`could not prepare extensions: ${messageOf(extensions.reason)}`);
@@ -301,7 +303,7 @@ export class Compute {
     signal.throwIfAborted();
     this.state.move("running", "start");
     this.deps.logger.info({ timings: t, port: this.#port }, "compute is running");
-    this.deps.extensions?.afterRunning(spec);
+    this.deps.extensions?.afterRunning(() => this.#installedExtensions());
   }
 
   async #reconfigure(spec: ComputeSpec): Promise<void> {
@@ -329,8 +331,30 @@ export class Compute {
     }
   }
 
+  /** Every library Postgres loads before a session: pgmesh's, the spec's, pg_stat_statements. */
+  #preloadLibraries(spec: ComputeSpec): string[] {
+    const pgmesh = this.deps.extensions?.postgresSettings(this.#computeCtlAddr).preloadLibraries ?? [];
+    const session = spec.settings.filter((s) => s.name === "session_preload_libraries").flatMap((s) => s.value.split(","));
+    return [...sharedPreloadLibraries(spec, pgmesh), ...session.map((l) => l.trim()).filter((l) => l !== "")];
+  }
+
+  /** Extensions created in any database, for the background downloads' order. */
+  async #installedExtensions(): Promise<string[]> {
+    const names = new Set<string>();
+    for (const { name } of await this.databases()) {
+      const client = await this.#connect(name).catch(() => undefined);
+      if (!client) continue;
+      try {
+        for (const row of (await client.query<{ extname: string }>("SELECT extname FROM pg_catalog.pg_extension")).rows) names.add(row.extname);
+      } finally {
+        await client.end();
+      }
+    }
+    return [...names];
+  }
+
   async #writeConf(spec: ComputeSpec): Promise<void> {
-    const fromExtensions = this.deps.extensions?.postgresSettings(spec, this.#computeCtlAddr);
+    const fromExtensions = this.deps.extensions?.postgresSettings(this.#computeCtlAddr);
     const conf = renderPostgresqlConf(this.#baseConf, spec, {
       port: this.#port,
       listenAddresses: this.options.pgListenAddresses,

@@ -47,8 +47,7 @@ export async function runComputeCtl(options: RunComputeCtlOptions): Promise<Comp
     logger: options.logger,
     fallback: createComputeCtlRoutes(metrics, options.extensions),
   });
-  const hostForUrl = server.address.host.includes(":") ? `[${server.address.host}]` : server.address.host;
-  compute.begin(`${hostForUrl}:${server.address.port}`);
+  compute.begin(`${loopbackFor(server.address.host)}:${server.address.port}`);
   let closing: Promise<void> | undefined;
   return {
     compute,
@@ -62,4 +61,11 @@ export async function runComputeCtl(options: RunComputeCtlOptions): Promise<Comp
       }
     })()),
   };
+}
+
+/** How the compute's Postgres reaches this server: loopback when it listens on every address. */
+function loopbackFor(host: string): string {
+  if (host === "0.0.0.0" || host === "") return "127.0.0.1";
+  if (host === "::") return "[::1]";
+  return host.includes(":") ? `[${host}]` : host;
 }
