@@ -3,13 +3,13 @@
  * WalRedo proof tests: base images of the database at a checkpoint, then more
  * workload, then a clean stop, so pg_wal holds every record after the base.
  */
-import { chmod, cp, mkdtemp, rm } from "node:fs/promises";
+import { chmod, cp, mkdtemp, open, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { freePort } from "../src/net/free-port.js";
 import { initdb, pgProgram, resolveUnprivilegedUser, runProgramAs, startPostgres, systemPgBinaries } from "../src/pg/index.js";
-import { parseLsn } from "../src/wal/index.js";
+import { parseLsn, readWalRecords, type WalRecord } from "../src/wal/index.js";
 
 export type PageKind = "heap" | "btree" | "gin";
 
@@ -120,4 +120,60 @@ export async function runWalWorkload(options: WalWorkloadOptions): Promise<WalWo
     await rm(root, { recursive: true, force: true });
     throw err;
   }
+}
+
+/** One page to rebuild: the records after the base that touch it, and the page Postgres wrote at the end. */
+export interface PageCase {
+  readonly relation: WorkloadRelation;
+  readonly blockNumber: number;
+  /** The page at baseLsn; undefined when the first record initialises the page or restores a full image. */
+  readonly baseImage: Uint8Array | undefined;
+  readonly records: { endLsn: bigint; record: Uint8Array }[];
+  readonly finalPage: Uint8Array;
+}
+
+async function readBlock(file: string, blockNumber: number): Promise<Uint8Array | undefined> {
+  let handle;
+  try {
+    handle = await open(file, "r");
+  } catch {
+    return undefined;
+  }
+  try {
+    const page = Buffer.alloc(8192);
+    const { bytesRead } = await handle.read(page, 0, 8192, blockNumber * 8192);
+    return bytesRead === 8192 ? page : undefined;
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Groups every record after the base by the main-fork blocks of the
+ * workload's relations it references, and pairs each block with its base
+ * image and final page. Blocks gone from the final files (truncated) are left out.
+ */
+export async function buildPageCases(workload: WalWorkload): Promise<PageCase[]> {
+  const byRel = new Map(workload.relations.map((r) => [r.relNumber, r]));
+  const groups = new Map<string, { relation: WorkloadRelation; blockNumber: number; records: WalRecord[] }>();
+  for await (const record of readWalRecords({ walDir: workload.walDir, startLsn: workload.baseLsn })) {
+    for (const b of record.blocks) {
+      const relation = byRel.get(b.rel.relNumber);
+      if (!relation || b.fork !== 0 || b.rel.dbOid !== workload.dbOid || b.rel.spcOid !== workload.spcOid) continue;
+      const key = `${b.rel.relNumber}/${b.blockNumber}`;
+      let group = groups.get(key);
+      if (!group) groups.set(key, (group = { relation, blockNumber: b.blockNumber, records: [] }));
+      if (group.records.at(-1) !== record) group.records.push(record);
+    }
+  }
+  const cases: PageCase[] = [];
+  for (const { relation, blockNumber, records } of groups.values()) {
+    const file = (dir: string): string => path.join(dir, String(relation.relNumber));
+    const finalPage = await readBlock(file(workload.finalDbDir), blockNumber);
+    if (!finalPage) continue;
+    const first = records[0]!.blocks.find((b) => b.rel.relNumber === relation.relNumber && b.fork === 0 && b.blockNumber === blockNumber)!;
+    const baseImage = first.applyImage || first.willInit ? undefined : await readBlock(file(workload.baseDbDir), blockNumber);
+    cases.push({ relation, blockNumber, baseImage, records: records.map((r) => ({ endLsn: r.endLsn, record: r.bytes })), finalPage });
+  }
+  return cases;
 }

@@ -1,0 +1,108 @@
+import type { Logger } from "pino";
+
+/** Resource limits applied to every walredo process (prlimit). */
+export interface RedoProcessLimits {
+  readonly addressSpaceBytes?: number;
+  readonly cpuSeconds?: number;
+  readonly openFiles?: number;
+  readonly fileSizeBytes?: number;
+}
+
+/** How the WalRedo service runs its processes; every field is optional. */
+export interface WalRedoOptions {
+  /** Directory of `bundle --out DIR`; undefined: Initdb uses the system binaries, Redo is unavailable. */
+  readonly bundleDir?: string;
+  /** Postgres major versions served (default [15]). */
+  readonly pgMajors?: readonly number[];
+  /** A process with nothing in flight for this long is killed (default 180 000). */
+  readonly idleTimeoutMs?: number;
+  /** A request that takes longer kills its process (default 60 000). */
+  readonly requestTimeoutMs?: number;
+  /** Processes over all tenants (default 32). */
+  readonly maxProcesses?: number;
+  /** Processes of one tenant (default 4). */
+  readonly maxProcessesPerTenant?: number;
+  /** Requests in flight on one process before the tenant gets another (default 8). */
+  readonly pipelineDepth?: number;
+  /** Unprivileged account the processes run as (default "postgres" when root). */
+  readonly user?: string;
+  /** chroot into the bundle (default: when running as root). */
+  readonly chroot?: boolean;
+  /** Host directory for per-process scratch clusters (default os.tmpdir()). */
+  readonly scratchRoot?: string;
+  readonly limits?: RedoProcessLimits;
+  /** Largest single record accepted (default 16 MiB). */
+  readonly maxRecordBytes?: number;
+  /** Most records in one request (default 100 000). */
+  readonly maxRecordsPerRequest?: number;
+  readonly logger: Logger;
+}
+
+export interface CompiledWalRedoOptions {
+  readonly bundleDir: string | undefined;
+  readonly pgMajors: readonly number[];
+  readonly idleTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly maxProcesses: number;
+  readonly maxProcessesPerTenant: number;
+  readonly pipelineDepth: number;
+  readonly user: string;
+  readonly chroot: boolean;
+  readonly scratchRoot: string | undefined;
+  readonly limits: Required<RedoProcessLimits>;
+  readonly maxRecordBytes: number;
+  readonly maxRecordsPerRequest: number;
+  readonly logger: Logger;
+}
+
+/** A WalRedoOptions value that cannot work, with the option named. */
+export class WalRedoOptionsError extends Error {
+  constructor(option: string, detail: string) {
+    super(`${option}: ${detail}`);
+    this.name = "WalRedoOptionsError";
+  }
+}
+
+function positiveInt(option: string, value: number | undefined, fallback: number): number {
+  const v = value ?? fallback;
+  if (!Number.isSafeInteger(v) || v <= 0) throw new WalRedoOptionsError(option, `${value} is not a positive integer`);
+  return v;
+}
+
+const DEFAULT_LIMITS: Required<RedoProcessLimits> = {
+  addressSpaceBytes: 1024 * 1024 * 1024,
+  cpuSeconds: 3600,
+  openFiles: 256,
+  fileSizeBytes: 1024 * 1024 * 1024,
+};
+
+/** Validates and defaults WalRedoOptions in one place. */
+export function compileWalRedoOptions(options: WalRedoOptions): CompiledWalRedoOptions {
+  const maxProcesses = positiveInt("maxProcesses (--max-processes)", options.maxProcesses, 32);
+  const maxProcessesPerTenant = positiveInt("maxProcessesPerTenant (--max-processes-per-tenant)", options.maxProcessesPerTenant, 4);
+  if (maxProcessesPerTenant > maxProcesses) {
+    throw new WalRedoOptionsError("maxProcessesPerTenant (--max-processes-per-tenant)", `${maxProcessesPerTenant} exceeds maxProcesses ${maxProcesses}`);
+  }
+  const pgMajors = options.pgMajors ?? [15];
+  if (pgMajors.length === 0 || pgMajors.some((m) => !Number.isInteger(m) || m < 14)) {
+    throw new WalRedoOptionsError("pgMajors", `${JSON.stringify(pgMajors)} must list Postgres major versions (>= 14)`);
+  }
+  const limits = { ...DEFAULT_LIMITS, ...options.limits };
+  for (const [name, value] of Object.entries(limits)) positiveInt(`limits.${name}`, value, 1);
+  return {
+    bundleDir: options.bundleDir,
+    pgMajors,
+    idleTimeoutMs: positiveInt("idleTimeoutMs (--idle-timeout-ms)", options.idleTimeoutMs, 180_000),
+    requestTimeoutMs: positiveInt("requestTimeoutMs (--request-timeout-ms)", options.requestTimeoutMs, 60_000),
+    maxProcesses,
+    maxProcessesPerTenant,
+    pipelineDepth: positiveInt("pipelineDepth", options.pipelineDepth, 8),
+    user: options.user ?? "postgres",
+    chroot: options.chroot ?? (process.getuid?.() ?? 0) === 0,
+    scratchRoot: options.scratchRoot,
+    limits,
+    maxRecordBytes: positiveInt("maxRecordBytes", options.maxRecordBytes, 16 * 1024 * 1024),
+    maxRecordsPerRequest: positiveInt("maxRecordsPerRequest", options.maxRecordsPerRequest, 100_000),
+    logger: options.logger,
+  };
+}

@@ -1,0 +1,99 @@
+/**
+ * Test harness for the WalRedo service: the Postgres bundle (built once,
+ * reused), a real server on a free port, and a client.
+ */
+import { chmod, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { createClient, type Client } from "@connectrpc/connect";
+import { pino, type Logger } from "pino";
+import { create } from "@bufbuild/protobuf";
+import { RedoRequestSchema, WalRedoService, type RedoRequest } from "../gen/pgmesh/walredo/v1/walredo_pb.js";
+import { buildBundle } from "../src/bundle/index.js";
+import { createClientTransport, serviceOf, type ServerHandle } from "../src/server/index.js";
+import { compileWalRedoOptions, createWalRedoService, RedoProcessPool, type WalRedoOptions } from "../src/walredo/index.js";
+import { startTestServer } from "./helpers/test-server.js";
+import type { PageCase, WalWorkload } from "./walredo-workload.js";
+
+/** The bundle tests share: built from the installed PostgreSQL, unchanged inputs keep it. */
+export async function ensureTestBundle(): Promise<string> {
+  const outDir = path.resolve(".pgmesh/test-bundle");
+  await buildBundle({ outDir });
+  return outDir;
+}
+
+export interface WalRedoHarness {
+  readonly server: ServerHandle;
+  readonly pool: RedoProcessPool;
+  readonly client: Client<typeof WalRedoService>;
+  readonly scratchRoot: string;
+  close(): Promise<void>;
+}
+
+export async function startWalRedoHarness(options: Omit<WalRedoOptions, "logger" | "bundleDir"> & { logger?: Logger }): Promise<WalRedoHarness> {
+  const bundleDir = await ensureTestBundle();
+  const scratchRoot = await mkdtemp(path.join(os.tmpdir(), "pgmesh-walredo-test-"));
+  await chmod(scratchRoot, 0o755);
+  const compiled = compileWalRedoOptions({ logger: pino({ level: "silent" }), scratchRoot, ...options, bundleDir });
+  const pool = new RedoProcessPool(compiled);
+  const server = await startTestServer({
+    services: [serviceOf({ service: WalRedoService, impl: createWalRedoService(compiled, pool) })],
+    readMaxBytes: 64 * 1024 * 1024,
+  });
+  const client = createClient(WalRedoService, createClientTransport({ baseUrl: server.url, readMaxBytes: 64 * 1024 * 1024 }));
+  return {
+    server, pool, client, scratchRoot,
+    async close() {
+      await server.close();
+      await pool.close();
+      await rm(scratchRoot, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Pids of live processes whose parent is one of `parents` or this process and that are zombies or still run `postgres`. */
+export async function leftoverProcesses(pids: readonly number[]): Promise<string[]> {
+  const found: string[] = [];
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = await readFile(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue;
+    }
+    const [, comm, state, ppid] = /^\d+ \((.*)\) (\S) (\d+)/.exec(stat) ?? [];
+    const pid = Number(entry);
+    const mine = Number(ppid) === process.pid;
+    if (pids.includes(pid) || pids.includes(Number(ppid)) || (mine && state === "Z")) {
+      found.push(`${pid} (${comm}) state ${state} ppid ${ppid}`);
+    }
+  }
+  return found;
+}
+
+/** A RedoRequest message for (part of) a page case of a workload. */
+export function pageCaseRequest(
+  workload: WalWorkload,
+  c: PageCase,
+  options: { requestId?: bigint; tenantId?: string; records?: PageCase["records"]; baseImage?: Uint8Array | undefined } = {},
+): RedoRequest {
+  const baseImage = "baseImage" in options ? options.baseImage : c.baseImage;
+  return create(RedoRequestSchema, {
+    requestId: options.requestId ?? 0n,
+    tenantId: options.tenantId ?? "tenant-a",
+    pgMajor: 15,
+    tag: { spcOid: workload.spcOid, dbOid: workload.dbOid, relNumber: c.relation.relNumber, fork: 0, blockNumber: c.blockNumber },
+    ...(baseImage ? { baseImage } : {}),
+    records: options.records ?? c.records,
+  });
+}
+
+/** Resolves once `check` holds, polling every 20 ms for up to `timeoutMs` (for state with no event to await, e.g. /proc). */
+export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`condition not met after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

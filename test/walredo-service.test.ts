@@ -1,0 +1,203 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RedoRequest, RedoResponse } from "../gen/pgmesh/walredo/v1/walredo_pb.js";
+import { decodeXLogRecord } from "../src/wal/index.js";
+import { eventually, leftoverProcesses, pageCaseRequest, startWalRedoHarness, type WalRedoHarness } from "./walredo-harness.js";
+import { maskPage } from "./walredo-page-mask.js";
+import { buildPageCases, runWalWorkload, type PageCase, type WalWorkload } from "./walredo-workload.js";
+
+const RM_HEAP_ID = 10;
+const XLOG_HEAP_INSERT = 0x00;
+
+async function redoStream(harness: WalRedoHarness, requests: RedoRequest[]): Promise<Map<bigint, RedoResponse>> {
+  const byId = new Map<bigint, RedoResponse>();
+  for await (const response of harness.client.redo((async function* () { yield* requests; })())) {
+    byId.set(response.requestId, response);
+  }
+  return byId;
+}
+
+/** The RedoPage form of a stream request. */
+function unary(request: RedoRequest): Omit<RedoRequest, "$typeName" | "requestId"> {
+  const { $typeName: _t, requestId: _r, ...fields } = request;
+  return fields;
+}
+
+function pageOf(response: RedoResponse | undefined): Uint8Array {
+  if (response?.result.case !== "page") throw new Error(`expected a page, got ${JSON.stringify(response?.result)}`);
+  return response.result.value;
+}
+
+describe("WalRedo service", () => {
+  let workload: WalWorkload;
+  let cases: PageCase[];
+  /** Heap pages whose records are all heap records, with a later plain INSERT (no image) to corrupt. */
+  let insertCase: { c: PageCase; index: number };
+
+  beforeAll(async () => {
+    workload = await runWalWorkload({ pgbenchScale: 1, pgbenchTransactions: 50 });
+    cases = (await buildPageCases(workload)).filter((c) => c.records.length >= 2);
+    for (const c of cases) {
+      if (c.relation.kind !== "heap") continue;
+      const index = c.records.findIndex((r, i) => {
+        const d = decodeXLogRecord(r.record);
+        return i > 0 && d.rmid === RM_HEAP_ID && (d.info & 0x70) === XLOG_HEAP_INSERT && d.blocks.length === 1 && !d.blocks[0]!.hasImage;
+      });
+      if (index > 0) {
+        insertCase = { c, index };
+        break;
+      }
+    }
+  });
+
+  afterAll(async () => {
+    await workload?.cleanup();
+  });
+
+  describe("with one pool", () => {
+    let harness: WalRedoHarness;
+    beforeAll(async () => {
+      harness = await startWalRedoHarness({});
+    });
+    afterAll(async () => {
+      await harness?.close();
+    });
+
+    it("answers pipelined requests on one stream by request id, each page as Postgres wrote it", async () => {
+      const sample = cases.slice(0, 60);
+      const requests = sample.map((c, i) => pageCaseRequest(workload, c, { requestId: BigInt(1000 + i * 7) }));
+      const responses = await redoStream(harness, requests);
+      expect([...responses.keys()].sort()).toEqual(requests.map((r) => r.requestId).sort());
+      sample.forEach((c, i) => {
+        const page = pageOf(responses.get(BigInt(1000 + i * 7)));
+        expect(maskPage(c.relation.kind, page, c.blockNumber).equals(maskPage(c.relation.kind, c.finalPage, c.blockNumber))).toBe(true);
+      });
+    });
+
+    it("answers RedoPage with the same page as the stream", async () => {
+      const c = cases[0]!;
+      const { page } = await harness.client.redoPage(unary(pageCaseRequest(workload, c)));
+      const streamed = pageOf((await redoStream(harness, [pageCaseRequest(workload, c, { requestId: 5n })])).get(5n));
+      expect(Buffer.from(page).equals(Buffer.from(streamed))).toBe(true);
+    });
+
+    it("answers Ping with the round trip to the tenant's process", async () => {
+      const { roundTripUs } = await harness.client.ping({ tenantId: "tenant-a", pgMajor: 15 });
+      expect(roundTripUs).toBeGreaterThan(0n);
+    });
+
+    it("rejects bad input with INVALID_ARGUMENT per request and keeps the stream going", async () => {
+      const c = cases[0]!;
+      const other = cases.find((o) => o.relation.relNumber !== c.relation.relNumber)!;
+      const good = pageCaseRequest(workload, c, { requestId: 99n });
+      const record = c.records[0]!.record;
+      const withRecord = (id: bigint, bytes: Uint8Array) => pageCaseRequest(workload, c, { requestId: id, records: [{ endLsn: c.records[0]!.endLsn, record: bytes }] });
+      const wrongLength = Uint8Array.from(record);
+      new DataView(wrongLength.buffer).setUint32(0, record.length + 8, true);
+      const unknownRmgr = Uint8Array.from(record);
+      unknownRmgr[17] = 99;
+      const random = Uint8Array.from({ length: 300 }, (_, i) => (i * 7919 + 13) & 0xff);
+      const cases_: [bigint, RedoRequest, RegExp][] = [
+        [1n, pageCaseRequest(workload, c, { requestId: 1n, tenantId: "bad tenant!" }), /tenant_id "bad tenant!" is invalid/],
+        [2n, { ...pageCaseRequest(workload, c, { requestId: 2n }), pgMajor: 14 }, /pg_major 14 is not served here; supported: 15/],
+        [3n, pageCaseRequest(workload, c, { requestId: 3n, baseImage: new Uint8Array(100) }), /base_image of .* has 100 bytes; a page has exactly 8192/],
+        [4n, pageCaseRequest(workload, c, { requestId: 4n, records: [...c.records].reverse() }), /records\[1\]\.end_lsn .* is not after the previous record's/],
+        [5n, withRecord(5n, record.subarray(0, record.length - 5)), /records\[0\] .* is not a valid XLogRecord: xl_tot_len is \d+ but the record has \d+ bytes/],
+        [6n, withRecord(6n, wrongLength), /xl_tot_len is \d+ but the record has \d+ bytes/],
+        [7n, withRecord(7n, unknownRmgr), /records\[0\] has resource manager id 99/],
+        [8n, pageCaseRequest(workload, c, { requestId: 8n, records: other.records.slice(0, 1) }), /records\[0\] .* does not reference/],
+        [9n, withRecord(9n, random), /records\[0\] .* is not a valid XLogRecord/],
+        [10n, pageCaseRequest(workload, c, { requestId: 10n, records: [] }), /no records for/],
+      ];
+      const pidsBefore = harness.pool.pids;
+      const responses = await redoStream(harness, [...cases_.map(([, r]) => r), good]);
+      for (const [id, , message] of cases_) {
+        const result = responses.get(id)?.result;
+        expect(result?.case, `request ${id}`).toBe("error");
+        if (result?.case !== "error") continue;
+        expect(result.value.code, `request ${id}`).toBe(Code.InvalidArgument);
+        expect(result.value.message, `request ${id}`).toMatch(message);
+      }
+      pageOf(responses.get(99n));
+      expect(harness.pool.pids).toEqual(pidsBefore);
+    });
+
+    it("answers a request whose records kill the process with INVALID_ARGUMENT after one retry, replaces the process, and serves the next request", async () => {
+      expect(insertCase).toBeDefined();
+      const { c, index } = insertCase;
+      const records = c.records.slice(0, index + 1).map((r) => ({ ...r, record: Uint8Array.from(r.record) }));
+      const bad = records[index]!.record;
+      const decoded = decodeXLogRecord(bad);
+      // xl_heap_insert.offnum, the first field of the main data: far past the page's last item.
+      new DataView(bad.buffer).setUint16(bad.length - decoded.mainDataLength, 0x7fff, true);
+      const { pid: _ignored, ...before } = { pid: 0, pids: harness.pool.pids };
+      const err = await harness.client.redoPage(unary(pageCaseRequest(workload, c, { records }))).catch((e: unknown) => ConnectError.from(e));
+      expect(err).toBeInstanceOf(ConnectError);
+      expect((err as ConnectError).code).toBe(Code.InvalidArgument);
+      expect((err as ConnectError).rawMessage).toMatch(/killed two walredo processes/);
+      expect(await leftoverProcesses(before.pids.filter((p) => !harness.pool.pids.includes(p)))).toEqual([]);
+      const { page } = await harness.client.redoPage(unary(pageCaseRequest(workload, cases[1]!)));
+      expect(page.length).toBe(8192);
+    });
+
+    it("replaces a process killed from outside and leaves no zombie", async () => {
+      await harness.client.ping({ tenantId: "tenant-k", pgMajor: 15 });
+      const pids = harness.pool.pids;
+      for (const pid of pids) process.kill(pid, "SIGKILL");
+      await eventually(() => harness.pool.pids.every((p) => !pids.includes(p)));
+      expect(await leftoverProcesses(pids)).toEqual([]);
+      const { page } = await harness.client.redoPage(unary(pageCaseRequest(workload, cases[2]!, { tenantId: "tenant-k" })));
+      expect(page.length).toBe(8192);
+    });
+  });
+
+  it("gives each tenant its own processes and shares one spawn among concurrent first requests", async () => {
+    const harness = await startWalRedoHarness({ pipelineDepth: 64 });
+    try {
+      await Promise.all(cases.slice(0, 6).map((c) => harness.client.redoPage(unary(pageCaseRequest(workload, c, { tenantId: "tenant-x" })))));
+      expect(harness.pool.stats).toEqual({ processes: 1, tenants: 1 });
+      await harness.client.redoPage(unary(pageCaseRequest(workload, cases[0]!, { tenantId: "tenant-y" })));
+      expect(harness.pool.stats).toEqual({ processes: 2, tenants: 2 });
+    } finally {
+      await harness.close();
+    }
+  });
+
+  it("kills a process after the idle timeout", async () => {
+    const harness = await startWalRedoHarness({ idleTimeoutMs: 200 });
+    try {
+      await harness.client.ping({ tenantId: "tenant-i", pgMajor: 15 });
+      const pids = harness.pool.pids;
+      expect(pids.length).toBe(1);
+      await eventually(() => harness.pool.pids.length === 0);
+      expect(await leftoverProcesses(pids)).toEqual([]);
+    } finally {
+      await harness.close();
+    }
+  });
+
+  it("evicts another tenant's idle process at the global cap", async () => {
+    const harness = await startWalRedoHarness({ maxProcesses: 1, maxProcessesPerTenant: 1 });
+    try {
+      await harness.client.ping({ tenantId: "tenant-1", pgMajor: 15 });
+      const [first] = harness.pool.pids;
+      await harness.client.ping({ tenantId: "tenant-2", pgMajor: 15 });
+      const [second] = harness.pool.pids;
+      expect(second).not.toBe(first);
+      await eventually(async () => (await leftoverProcesses([first!])).length === 0);
+      expect(harness.pool.stats.processes).toBe(1);
+    } finally {
+      await harness.close();
+    }
+  });
+
+  it("leaves no process behind after shutdown", async () => {
+    const harness = await startWalRedoHarness({});
+    await Promise.all(["s1", "s2", "s3"].map((t) => harness.client.ping({ tenantId: t, pgMajor: 15 })));
+    const pids = harness.pool.pids;
+    expect(pids.length).toBe(3);
+    await harness.close();
+    expect(await leftoverProcesses(pids)).toEqual([]);
+    await expect(harness.pool.ping("s1", 15)).rejects.toThrow(/shutting down/);
+  });
+});
