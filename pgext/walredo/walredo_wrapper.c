@@ -58,6 +58,7 @@
 static const char *progname = "postgres --wal-redo";
 static char scratch[PATH_MAX];
 static volatile sig_atomic_t child_pid = 0;
+static volatile sig_atomic_t received_signal = 0;
 
 static void
 fail(const char *fmt, ...)
@@ -252,7 +253,7 @@ write_text(const char *path, const char *text)
 static void
 kill_child(int sig)
 {
-	(void) sig;
+	received_signal = sig;
 	if (child_pid > 0)
 		kill(child_pid, SIGKILL);
 }
@@ -365,6 +366,12 @@ wal_redo(const char *root)
 			fail("cannot wait for the walredo process %d: %s", (int) pid, strerror(errno));
 	remove_scratch();
 	scratch[0] = '\0';
+	/* Killed on request: end the way the request asked. */
+	if (received_signal != 0)
+	{
+		signal(received_signal, SIG_DFL);
+		raise(received_signal);
+	}
 	if (WIFSIGNALED(status))
 	{
 		signal(WTERMSIG(status), SIG_DFL);

@@ -1,10 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { chmod, copyFile, cp, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import { resolveUnprivilegedUser, type OsUser } from "../pg/index.js";
 import { BundleBuildError } from "./bundle-errors.js";
-import { listTree, sameBundle, type BundleManifest, type VersionManifest } from "./bundle-manifest.js";
+import { hashTree, listTree, sameBundle, type BundleManifest, type VersionManifest } from "./bundle-manifest.js";
 import { compileBundleOptions, type BundleOptions, type CompiledBundleOptions } from "./bundle-options.js";
 import { isElf, sharedLibraryClosure } from "./shared-library-closure.js";
 import { buildWalredoTemplate, WALREDO_TEMPLATE } from "./walredo-template.js";
@@ -230,13 +232,49 @@ async function buildVersion(
   };
 }
 
-/** Moves the new tree into place; the old one (if any) is gone only once the new one is there. */
-async function swapInto(tmp: string, outDir: string): Promise<void> {
+/**
+ * Moves the new tree into place; the old one (if any) is removed once the new
+ * one is there. False when a concurrent build put its tree there first.
+ */
+async function swapInto(tmp: string, outDir: string): Promise<boolean> {
   const old = `${outDir}.old-${randomBytes(4).toString("hex")}`;
-  const hadOld = await exists(outDir);
-  if (hadOld) await rename(outDir, old);
-  await rename(tmp, outDir);
-  if (hadOld) await rm(old, { recursive: true, force: true });
+  let hadOld = true;
+  try {
+    await rename(outDir, old);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+    hadOld = false;
+  }
+  try {
+    await rename(tmp, outDir);
+    return true;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== "ENOTEMPTY" && code !== "EEXIST") throw error;
+    return false;
+  } finally {
+    if (hadOld) await rm(old, { recursive: true, force: true });
+  }
+}
+
+/** What the bundle is built from; an unchanged fingerprint means the existing bundle is current. */
+async function inputFingerprint(options: CompiledBundleOptions, modules: readonly PgxsModule[], user: OsUser): Promise<string> {
+  const inputs: Record<string, unknown> = {
+    builder: await hashTree(path.dirname(fileURLToPath(import.meta.url)), (name) => name.endsWith(".map")),
+    modules: Object.fromEntries(await Promise.all(modules.map(async (m) =>
+      [m.name, await hashTree(m.dir, (name) => BUILD_PRODUCT.test(name))] as const))),
+    user,
+    libc: await debVersion("libc6"),
+  };
+  for (const major of options.majors) {
+    const bin = path.join(options.pgRoot, String(major), "bin");
+    inputs[`v${major}`] = {
+      postgres: (await run(path.join(bin, "postgres"), ["--version"])).trim(),
+      package: await debVersion(`postgresql-${major}`),
+      libicu: (await run("ldd", [path.join(bin, "postgres")])).split("\n").filter((l) => l.includes("libicu")).map((l) => l.trim().split(" ")[0]),
+    };
+  }
+  return createHash("sha256").update(JSON.stringify(inputs)).digest("hex");
 }
 
 async function readManifest(outDir: string): Promise<BundleManifest | undefined> {
@@ -260,6 +298,12 @@ export async function buildBundle(options: BundleOptions = {}): Promise<BuiltBun
   }
   const user = await resolveUnprivilegedUser(compiled.postgresUser);
   const modules = await findPgxsModules(compiled.pgextDir);
+  const fingerprint = await inputFingerprint(compiled, modules, user);
+  const current = await readManifest(compiled.outDir);
+  if (current?.inputFingerprint === fingerprint) {
+    compiled.log(`bundle in ${compiled.outDir} is up to date`);
+    return { outDir: compiled.outDir, launcher: path.join(compiled.outDir, "launcher"), manifest: current, changed: false };
+  }
   await mkdir(path.dirname(compiled.outDir), { recursive: true });
   const tmp = await mkdtemp(`${compiled.outDir}.tmp-`);
   await chmod(tmp, 0o755);
@@ -269,13 +313,12 @@ export async function buildBundle(options: BundleOptions = {}): Promise<BuiltBun
       versions[String(major)] = await buildVersion(tmp, major, modules, user, compiled);
     }
     await rm(path.join(tmp, ".build"), { recursive: true, force: true });
-    const manifest: BundleManifest = { formatVersion: 1, versions };
+    const manifest: BundleManifest = { formatVersion: 1, inputFingerprint: fingerprint, versions };
     await writeFile(path.join(tmp, "manifest.json"), `${JSON.stringify(manifest, null, 1)}\n`);
 
     const existing = await readManifest(compiled.outDir);
-    const changed = existing === undefined || !sameBundle(existing, manifest);
-    if (changed) await swapInto(tmp, compiled.outDir);
-    else await rm(tmp, { recursive: true, force: true });
+    const changed = (existing === undefined || !sameBundle(existing, manifest)) && await swapInto(tmp, compiled.outDir);
+    if (!changed) await rm(tmp, { recursive: true, force: true });
     compiled.log(changed ? `bundle written to ${compiled.outDir}` : `bundle in ${compiled.outDir} is up to date`);
     return { outDir: compiled.outDir, launcher: path.join(compiled.outDir, "launcher"), manifest, changed };
   } catch (error) {

@@ -31,6 +31,8 @@ export interface VersionManifest {
 
 export interface BundleManifest {
   readonly formatVersion: 1;
+  /** Hash of everything the bundle is built from (package versions, pgext/ sources, this builder): equal means up to date. */
+  readonly inputFingerprint: string;
   readonly versions: Readonly<Record<string, VersionManifest>>;
 }
 
@@ -56,6 +58,22 @@ export async function listTree(root: string, skip: ReadonlySet<string>, rel = ""
     else entries.push({ path: relPath, type: "device", mode });
   }
   return entries;
+}
+
+/** sha256 over a tree's relative paths and file contents, `skip` names left out. */
+export async function hashTree(root: string, skip: (name: string) => boolean): Promise<string> {
+  const hash = createHash("sha256");
+  const walk = async (rel: string): Promise<void> => {
+    for (const name of (await readdir(path.join(root, rel))).sort()) {
+      if (skip(name)) continue;
+      const relPath = rel === "" ? name : `${rel}/${name}`;
+      const stat = await lstat(path.join(root, relPath));
+      if (stat.isDirectory()) await walk(relPath);
+      else if (stat.isFile()) hash.update(`${relPath}\0${await sha256(path.join(root, relPath))}\0`);
+    }
+  };
+  await walk("");
+  return hash.digest("hex");
 }
 
 /** Two manifests describe the same bundle. */
