@@ -16,7 +16,7 @@ import {
 } from "../../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
 import { openBlobStore } from "../../src/blob/index.js";
 import { parseComputeSpec, type RemoteExtensions } from "../../src/computectl/compute-spec.js";
-import { ExtensionStore, extensionStoreRegistration } from "../../src/extstore/index.js";
+import { bundleKey, ExtensionStore, extensionStoreRegistration } from "../../src/extstore/index.js";
 import type { PgBinaries } from "../../src/pg/index.js";
 import { createClientTransport, startServer, type ServerHandle } from "../../src/server/index.js";
 import type { PgInstallDirs } from "../../src/computectl/extensions/index.js";
@@ -125,8 +125,7 @@ export async function buildComputeHookInto(install: ScratchInstall): Promise<voi
 
 /** A real ExtensionStore on a file:// blob store, served on a free loopback port, with admin and control-plane clients. */
 export interface TestExtensionStore {
-  readonly server: ServerHandle;
-  /** host:port */
+  /** host:port; stays the same across pause() and resume(). */
   readonly addr: string;
   readonly blobDir: string;
   readonly keys: TestKeys;
@@ -136,6 +135,12 @@ export interface TestExtensionStore {
   remoteExtensions(tenantId: string): Promise<RemoteExtensions>;
   /** IssueDownloadToken for every bundle in `remote`. */
   downloadToken(tenantId: string, endpointId: string, remote: RemoteExtensions): Promise<string>;
+  /** The path of a published bundle's bytes in the store's directory. */
+  bundlePath(name: string, sha256: string): string;
+  /** Stops serving (the port refuses connections); the data stays. */
+  pause(): Promise<void>;
+  /** Serves again on the same port. */
+  resume(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -144,21 +149,19 @@ export async function startTestExtensionStore(port = 0): Promise<TestExtensionSt
   const blobDir = await mkdtemp(path.join(os.tmpdir(), "pgmesh-ext-store-"));
   const logger = pino({ level: "silent" });
   const store = new ExtensionStore({ blobs: await openBlobStore(`file://${blobDir}`), signingKey: keys.signingKey, logger });
-  const server = await startServer({
-    port,
-    services: [extensionStoreRegistration(store)],
-    auth: { verifier: keys.verifier },
-    logger,
-  });
+  const serve = (on: number) =>
+    startServer({ port: on, services: [extensionStoreRegistration(store)], auth: { verifier: keys.verifier }, logger });
+  let server: ServerHandle | undefined = await serve(port);
+  const { host, port: boundPort } = server.address;
+  const baseUrl = server.url;
   const clientWith = async (scope: "admin" | "control_plane"): Promise<Client<typeof ExtensionStoreService>> => {
     const token = await keys.mint({ scope });
-    return createClient(ExtensionStoreService, createClientTransport({ baseUrl: server.url, token }));
+    return createClient(ExtensionStoreService, createClientTransport({ baseUrl, token }));
   };
   const admin = await clientWith("admin");
   const controlPlane = await clientWith("control_plane");
   return {
-    server,
-    addr: `${server.address.host}:${server.address.port}`,
+    addr: `${host}:${boundPort}`,
     blobDir,
     keys,
     async publishApproved(bundle) {
@@ -184,8 +187,18 @@ export async function startTestExtensionStore(port = 0): Promise<TestExtensionSt
       const sha256 = Object.values(remote.extensionData).map((data) => data.sha256);
       return (await controlPlane.issueDownloadToken({ tenantId, endpointId, sha256 })).token;
     },
+    bundlePath(name, sha256) {
+      return path.join(blobDir, "objects", bundleKey(name, sha256));
+    },
+    async pause() {
+      await server?.close();
+      server = undefined;
+    },
+    async resume() {
+      server = await serve(boundPort);
+    },
     async stop() {
-      await server.close();
+      await server?.close();
       await keys.remove();
       await rm(blobDir, { recursive: true, force: true });
     },
