@@ -51,3 +51,46 @@ describe("Compute start-up from an initdb spec", () => {
     expect(conf).toContain("pg_stat_statements.save = 'on'");
   });
 });
+
+describe("Compute failures", () => {
+  let tmp: { dir: string; remove(): Promise<void> };
+  const computes: Compute[] = [];
+
+  beforeAll(async () => {
+    tmp = await traversableTempDir("pgmesh-compute-fail-");
+  });
+
+  afterAll(async () => {
+    for (const c of computes) await c.shutdown();
+    await tmp.remove();
+  });
+
+  const start = (name: string, extra: Record<string, unknown> = {}) => {
+    const compute = newCompute(path.join(tmp.dir, name), { templateRoot: path.join(tmp.dir, "templates") });
+    computes.push(compute);
+    compute.begin("127.0.0.1:1");
+    return compute.configure(spec(extra)).then(() => compute);
+  };
+
+  it("goes to failed with the exit status and log tail when Postgres dies while running", async () => {
+    const compute = await start("crash");
+    await compute.waitUntilRunning();
+    const failed = compute.state.waitFor((s) => s.state === "failed");
+    process.kill(compute.postgres!.pid, "SIGKILL");
+    const { error } = await failed;
+    expect(error).toMatch(/^postgres exited unexpectedly \(code null, signal SIGKILL\); log tail:\n/);
+    expect(error).toContain("database system is ready to accept connections");
+  });
+
+  it("fails with Postgres's own complaint when a spec setting stops it from starting", async () => {
+    const compute = await start("bad-setting", { cluster: { settings: [{ name: "shared_buffers", value: "lots", vartype: "string" }] } });
+    await expect(compute.waitUntilRunning()).rejects.toThrow(/postgres exited during start-up[\s\S]*shared_buffers/);
+    expect(compute.state.state).toBe("failed");
+  });
+
+  it("still starts when Epufs is down, and says so in the status", async () => {
+    const compute = await start("epufs-down", { endpoint_storage_addr: "127.0.0.1:1", endpoint_storage_token: "x" });
+    const status = await compute.waitUntilRunning();
+    expect(status.error).toMatch(/^endpoint storage unavailable at 127\.0\.0\.1:1; started without saved files \(/);
+  });
+});

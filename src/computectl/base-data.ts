@@ -32,7 +32,6 @@ export async function layDownBaseData(source: BaseDataSource, options: BaseDataO
   await rm(options.pgdata, { recursive: true, force: true });
   if (source.source === "initdb") {
     const template = await ensureInitdbTemplate(options);
-    await mkdir(path.dirname(options.pgdata), { recursive: true });
     // cp -a keeps owner and modes, and is the quickest way to clone a small tree.
     await execa("cp", ["-a", template, options.pgdata]);
     return;

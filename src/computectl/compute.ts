@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -251,6 +251,8 @@ export class Compute {
     this.#port = spec.port || this.options.pgPort || Number(this.options.connstr?.port || 0) || (await freePort());
     this.#socketDir ??= await mkdtemp(path.join(os.tmpdir(), "pgmesh-sock-"));
 
+    // The parent must be traversable by the Postgres user; create it before anything makes it 0700.
+    await mkdir(path.dirname(pgdata), { recursive: true, mode: 0o755 });
     const storage = endpointStorageOf(spec);
     const staging = `${pgdata}.saved-files`;
     const [base, saved, extensions] = await Promise.allSettled([
@@ -381,6 +383,8 @@ export class Compute {
   /** A maintenance connection (marked with compute-ctl's application_name). */
   async #connect(database: string): Promise<pg.Client> {
     const client = new pg.Client({ connectionString: this.#adminUri(database, true) });
+    // A dying Postgres ends its connections with an error event; the crash watcher reports it.
+    client.on("error", (err) => this.deps.logger.debug({ err, database }, "maintenance connection closed"));
     await client.connect();
     return client;
   }

@@ -1,0 +1,195 @@
+import path from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { ComputeCtlService, ComputeState, TerminateMode } from "../gen/pgmesh/computectl/v1/compute_ctl_pb.js";
+import { runComputeCtl, scramVerifier, type ComputeCtlHandle } from "../src/computectl/index.js";
+import { systemPgBinaries } from "../src/pg/index.js";
+import { createClientTransport } from "../src/server/index.js";
+import { createTestKeys, type TestKeys } from "./helpers/test-keys.js";
+import { silentLogger, specJson, traversableTempDir } from "./computectl-fixtures.js";
+
+const protoDir = path.resolve(import.meta.dirname, "../proto");
+
+function codeOf(err: unknown): Code | undefined {
+  return err instanceof ConnectError ? err.code : undefined;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await promise;
+  } catch (err) {
+    return ConnectError.from(err);
+  }
+  throw new Error("the call succeeded");
+}
+
+describe("ComputeCtl service", () => {
+  let tmp: { dir: string; remove(): Promise<void> };
+  let keys: TestKeys;
+  let handle: ComputeCtlHandle;
+  let ctl: Client<typeof ComputeCtlService>;
+  const spec = specJson({
+    cluster: {
+      roles: [{ name: "alice", encrypted_password: scramVerifier("pw"), options: null }],
+      databases: [{ name: "app", owner: "alice", options: null }],
+      settings: [],
+    },
+  });
+
+  beforeAll(async () => {
+    tmp = await traversableTempDir("pgmesh-ctl-service-");
+    keys = await createTestKeys();
+    handle = await runComputeCtl({
+      pgdata: path.join(tmp.dir, "pgdata"),
+      binaries: systemPgBinaries(15),
+      templateRoot: path.join(tmp.dir, "templates"),
+      activityPollMs: 20,
+      port: 0,
+      auth: { verifier: keys.verifier },
+      logger: silentLogger,
+    });
+    ctl = createClient(ComputeCtlService, createClientTransport({ baseUrl: handle.url, token: await keys.mint({ scope: "control_plane" }) }));
+  });
+
+  afterAll(async () => {
+    await handle?.close();
+    await keys?.remove();
+    await tmp?.remove();
+  });
+
+  it("answers UNAUTHENTICATED without a token", async () => {
+    const anonymous = createClient(ComputeCtlService, createClientTransport({ baseUrl: handle.url }));
+    expect(codeOf(await rejection(anonymous.getStatus({})))).toBe(Code.Unauthenticated);
+  });
+
+  it("refuses a compute token with PERMISSION_DENIED", async () => {
+    const token = await keys.computeToken("t1", "tl1", "ep1");
+    const compute = createClient(ComputeCtlService, createClientTransport({ baseUrl: handle.url, token }));
+    const err = await rejection(compute.configure({ specJson: JSON.stringify(spec) }));
+    expect(err.code).toBe(Code.PermissionDenied);
+    expect(err.rawMessage).toMatch(/needs scope control_plane/);
+  });
+
+  it("waits in configuration_pending without a spec (seen by an independent grpc-js client)", async () => {
+    const definition = protoLoader.loadSync(["pgmesh/computectl/v1/compute_ctl.proto"], { includeDirs: [protoDir], enums: String, keepCase: true });
+    const loaded = grpc.loadPackageDefinition(definition) as unknown as {
+      pgmesh: { computectl: { v1: { ComputeCtlService: grpc.ServiceClientConstructor } } };
+    };
+    const client = new loaded.pgmesh.computectl.v1.ComputeCtlService(`127.0.0.1:${handle.server.address.port}`, grpc.credentials.createInsecure());
+    const metadata = new grpc.Metadata();
+    metadata.set("authorization", `Bearer ${await keys.mint({ scope: "admin" })}`);
+    try {
+      const res = await new Promise<{ status: { state: string; state_name: string } }>((resolve, reject) =>
+        (client as unknown as { GetStatus: (r: object, m: grpc.Metadata, cb: (e: Error | null, v: never) => void) => void })
+          .GetStatus({}, metadata, (err, value) => (err ? reject(err) : resolve(value))));
+      expect(res.status).toMatchObject({ state: "COMPUTE_STATE_CONFIGURATION_PENDING", state_name: "configuration_pending" });
+    } finally {
+      client.close();
+    }
+  });
+
+  it("refuses Terminate before the compute runs with FAILED_PRECONDITION", async () => {
+    const err = await rejection(ctl.terminate({ mode: TerminateMode.FAST }));
+    expect(err.code).toBe(Code.FailedPrecondition);
+    expect(err.rawMessage).toBe("cannot terminate a compute in state configuration_pending");
+  });
+
+  it("refuses a bad spec with INVALID_ARGUMENT naming the field, and keeps waiting", async () => {
+    const bad = { ...spec, cluster: { roles: [{ name: "ok" }, { name: "ok2" }, { name: "" }] } };
+    const err = await rejection(ctl.configure({ specJson: JSON.stringify(bad) }));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toContain("cluster.roles[2].name: must be a non-empty string");
+    expect((await ctl.getStatus({})).status?.stateName).toBe("configuration_pending");
+  });
+
+  it("starts from Configure and streams every state change until running", async () => {
+    const watch = ctl.watchStatus({});
+    const seen: string[] = [];
+    const untilRunning = (async () => {
+      for await (const { status } of watch) {
+        seen.push(status!.stateName);
+        if (status!.state === ComputeState.RUNNING || status!.state === ComputeState.FAILED) return status!;
+      }
+      throw new Error("the stream ended before running");
+    })();
+    const accepted = await ctl.configure({ specJson: JSON.stringify(spec) });
+    expect(accepted.status?.stateName).toBe("init");
+    const running = await untilRunning;
+    expect(running.error).toBe("");
+    expect(seen).toEqual(["configuration_pending", "init", "running"]);
+    expect(running.connectionUri).toMatch(/^postgresql:\/\/cloud_admin@127\.0\.0\.1:\d+\/postgres$/);
+    expect(running.startupMetrics!.totalMs).toBeGreaterThan(0n);
+  });
+
+  it("refuses a spec that changes endpoint_id while running", async () => {
+    const err = await rejection(ctl.configure({ specJson: JSON.stringify({ ...spec, endpoint_id: "other" }) }));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toContain("endpoint_id: cannot change while the compute runs");
+  });
+
+  it("lists the spec's roles and databases", async () => {
+    const { roles } = await ctl.listRoles({});
+    expect(roles.map((r) => [r.name, r.canLogin, r.superuser])).toEqual([["alice", true, false], ["cloud_admin", true, true]]);
+    const { databases } = await ctl.listDatabases({});
+    expect(databases.map((d) => [d.name, d.owner])).toEqual([["app", "alice"], ["postgres", "cloud_admin"]]);
+  });
+
+  it("reconfigures while running, applying the new database", async () => {
+    const next = { ...spec, cluster: { ...(spec.cluster as object), databases: [{ name: "app", owner: "alice" }, { name: "reports", owner: "alice" }] } };
+    const res = await ctl.configure({ specJson: JSON.stringify(next) });
+    expect(res.status?.stateName).toBe("running");
+    expect((await ctl.listDatabases({})).databases.map((d) => d.name)).toEqual(["app", "postgres", "reports"]);
+  });
+
+  it("reports start-up phases through GetStartupMetrics and /metrics", async () => {
+    const { metrics } = await ctl.getStartupMetrics({});
+    expect(metrics!.startPostgresMs).toBeGreaterThan(0n);
+    expect(metrics!.totalMs).toBeGreaterThanOrEqual(metrics!.startPostgresMs);
+    const text = await (await fetch(`${handle.url}/metrics`)).text();
+    expect(text).toContain(`pgmesh_compute_startup_phase_ms{phase="start_postgres"} ${metrics!.startPostgresMs}`);
+    expect(text).toContain('pgmesh_compute_state{state="running"} 1');
+  });
+
+  it("moves last_active forward on client activity, not on its own connections", async () => {
+    const before = (await ctl.getStatus({})).status!.lastActiveTime;
+    expect(before).toBeUndefined();
+    const client = new pg.Client({ connectionString: handle.compute.status().connectionUri.replace("/postgres", "/app") });
+    await client.connect();
+    await client.query("SELECT pg_sleep(0.1)");
+    await client.end();
+    const seen = await vi.waitFor(async () => {
+      const t = (await ctl.getStatus({})).status!.lastActiveTime;
+      if (!t) throw new Error("no activity seen yet");
+      return t;
+    });
+    expect(Number(seen.seconds)).toBeGreaterThan(0);
+  });
+
+  it("shows pg_stat_statements insights", async () => {
+    const client = new pg.Client({ connectionString: handle.compute.status().connectionUri });
+    await client.connect();
+    await client.query("SELECT count(*) FROM pg_class WHERE relname = 'pgmesh_insight_probe'");
+    await client.end();
+    const { statements } = await ctl.getInsights({ limit: 100 });
+    const probe = statements.find((s) => s.query.includes("pgmesh_insight_probe") || s.query.includes("relname = $1"));
+    expect(probe).toMatchObject({ calls: 1n, database: "postgres", role: "cloud_admin" });
+  });
+
+  it("terminates fast, reports terminated and ends status streams", async () => {
+    const watch = ctl.watchStatus({});
+    const states = (async () => {
+      const seen: string[] = [];
+      for await (const { status } of watch) seen.push(status!.stateName);
+      return seen;
+    })();
+    const postgres = handle.compute.postgres!;
+    const res = await ctl.terminate({ mode: TerminateMode.FAST });
+    expect(res.status?.stateName).toBe("terminated");
+    expect(postgres.hasExited).toBe(true);
+    expect(await states).toEqual(["running", "termination_pending_fast", "terminated"]);
+    expect(codeOf(await rejection(ctl.configure({ specJson: JSON.stringify(spec) })))).toBe(Code.FailedPrecondition);
+  });
+});
