@@ -1,0 +1,252 @@
+import { createHash, randomUUID } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { mkdir, open, readdir, readFile, rename, stat, unlink, utimes, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import {
+  DownloadBundleResponseSchema,
+  ExtensionVersionSchema,
+  type DownloadBundleRequest,
+  type DownloadBundleResponse,
+  type ExtensionStoreService,
+  type ExtensionVersion,
+} from "../../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
+import { limitChunkSize } from "./chunk-bytes.js";
+import { verifyDownloadToken, type DownloadVerifyKey } from "./download-token.js";
+import { checkSha256 } from "./extension-ids.js";
+import { requireNamedBundle } from "./extension-store.js";
+
+export interface BundleCacheOptions {
+  /** Local directory holding `<sha256>.tar` and `<sha256>.info.binpb`. */
+  readonly dir: string;
+  /** Most bytes of bundles kept; least recently used ones are evicted beyond it. */
+  readonly maxBytes: number;
+  /** The upstream store (a client without compression). */
+  readonly upstream: Client<typeof ExtensionStoreService>;
+  /** The upstream store's public download-token key(s). */
+  readonly verifyKeys: readonly DownloadVerifyKey[];
+  readonly logger: Logger;
+  /** The clock (default Date.now). */
+  readonly now?: () => number;
+}
+
+/** What the cache did since it opened. */
+export interface BundleCacheStats {
+  readonly hits: number;
+  readonly misses: number;
+  readonly upstreamFetches: number;
+  readonly evictions: number;
+  readonly corruptEntries: number;
+  readonly bytes: number;
+  readonly entries: number;
+}
+
+interface CachedBundle {
+  readonly size: number;
+  readonly info: ExtensionVersion;
+}
+
+const infoSuffix = ".info.binpb";
+const tarSuffix = ".tar";
+const partMarker = ".part-";
+
+/**
+ * The node-local cache mode of the extension store: serves DownloadBundle
+ * from a local directory, fetching a missing bundle from the upstream store
+ * with the caller's download token. Tokens are verified locally with the
+ * upstream's public key before any byte is served; concurrent misses for one
+ * bundle share one upstream fetch; eviction is least recently used, by bytes;
+ * every hit is re-hashed before it is served, and an entry whose bytes no
+ * longer match its sha256 is dropped and fetched again.
+ */
+export class BundleCache {
+  private readonly entries = new Map<string, CachedBundle>(); // in LRU order: oldest first
+  private readonly inflight = new Map<string, Promise<void>>();
+  private totalBytes = 0;
+  private counters = { hits: 0, misses: 0, upstreamFetches: 0, evictions: 0, corruptEntries: 0 };
+  private readonly now: () => number;
+
+  private constructor(private readonly options: BundleCacheOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Opens the cache directory: drops partial downloads, loads entries oldest first, evicts beyond maxBytes. */
+  static async open(options: BundleCacheOptions): Promise<BundleCache> {
+    if (!Number.isSafeInteger(options.maxBytes) || options.maxBytes <= 0) {
+      throw new Error(`cache size must be a positive number of bytes (--cache-bytes), got ${options.maxBytes}`);
+    }
+    const cache = new BundleCache(options);
+    await mkdir(options.dir, { recursive: true });
+    const found: { sha256: string; size: number; mtimeMs: number; info: ExtensionVersion }[] = [];
+    for (const name of await readdir(options.dir)) {
+      const path = join(options.dir, name);
+      if (name.includes(partMarker)) {
+        await unlink(path).catch(() => undefined);
+        continue;
+      }
+      if (!name.endsWith(tarSuffix)) continue;
+      const sha256 = name.slice(0, -tarSuffix.length);
+      try {
+        const stats = await stat(path);
+        const info = fromBinary(ExtensionVersionSchema, await readFile(join(options.dir, sha256 + infoSuffix)));
+        found.push({ sha256, size: stats.size, mtimeMs: stats.mtimeMs, info });
+      } catch {
+        await cache.removeFiles(sha256);
+      }
+    }
+    for (const entry of found.sort((a, b) => a.mtimeMs - b.mtimeMs)) {
+      cache.entries.set(entry.sha256, { size: entry.size, info: entry.info });
+      cache.totalBytes += entry.size;
+    }
+    await cache.evict(undefined);
+    return cache;
+  }
+
+  stats(): BundleCacheStats {
+    return { ...this.counters, bytes: this.totalBytes, entries: this.entries.size };
+  }
+
+  /** DownloadBundle from the cache: info, then chunks of at most 1 MiB. */
+  async *download(request: DownloadBundleRequest, signal?: AbortSignal): AsyncGenerator<DownloadBundleResponse> {
+    const sha256 = checkSha256(request.sha256);
+    const claims = await verifyDownloadToken(request.downloadToken, this.options.verifyKeys, this.now());
+    requireNamedBundle(claims.bundles, sha256);
+    for (let attempt = 0; ; attempt += 1) {
+      const served = await this.openVerified(sha256);
+      if (served !== undefined) {
+        const { file, entry } = served;
+        try {
+          yield create(DownloadBundleResponseSchema, { msg: { case: "info", value: { extension: entry.info } } });
+          const body = createReadStream("", { fd: file, start: 0, autoClose: false, highWaterMark: 256 * 1024, ...(signal ? { signal } : {}) });
+          for await (const chunk of limitChunkSize(body)) {
+            yield create(DownloadBundleResponseSchema, { msg: { case: "chunk", value: chunk } });
+          }
+        } finally {
+          await file.close().catch(() => undefined);
+        }
+        return;
+      }
+      if (attempt > 0) {
+        throw new ConnectError(`bundle ${sha256} fetched from upstream did not stay in the cache; retry`, Code.Unavailable);
+      }
+      this.counters.misses += 1;
+      await this.fetchShared(sha256, request.downloadToken);
+    }
+  }
+
+  /**
+   * Opens a cached bundle after checking its bytes against its sha256, and
+   * marks it most recently used. A corrupt entry is removed; undefined then,
+   * as for a miss.
+   */
+  private async openVerified(sha256: string) {
+    const entry = this.entries.get(sha256);
+    if (entry === undefined) return undefined;
+    let file;
+    try {
+      file = await open(this.tarPath(sha256), "r");
+    } catch {
+      this.forget(sha256);
+      return undefined;
+    }
+    const hash = createHash("sha256");
+    for await (const chunk of createReadStream("", { fd: file, start: 0, autoClose: false, highWaterMark: 1024 * 1024 })) {
+      hash.update(chunk as Buffer);
+    }
+    if (hash.digest("hex") !== sha256) {
+      await file.close();
+      this.counters.corruptEntries += 1;
+      this.options.logger.warn({ sha256 }, "cached bundle does not match its sha256; dropping it and fetching it again");
+      this.forget(sha256);
+      await this.removeFiles(sha256);
+      return undefined;
+    }
+    this.counters.hits += 1;
+    this.entries.delete(sha256);
+    this.entries.set(sha256, entry);
+    const nowSec = this.now() / 1000;
+    void utimes(this.tarPath(sha256), nowSec, nowSec).catch(() => undefined);
+    return { file, entry };
+  }
+
+  /** One upstream fetch per bundle at a time; later misses wait for it. */
+  private fetchShared(sha256: string, downloadToken: string): Promise<void> {
+    let pending = this.inflight.get(sha256);
+    if (pending === undefined) {
+      pending = this.fetch(sha256, downloadToken).finally(() => this.inflight.delete(sha256));
+      this.inflight.set(sha256, pending);
+    }
+    return pending;
+  }
+
+  private async fetch(sha256: string, downloadToken: string): Promise<void> {
+    this.counters.upstreamFetches += 1;
+    const part = join(this.options.dir, `${sha256}${tarSuffix}${partMarker}${randomUUID()}`);
+    const file = await open(part, "wx", 0o600);
+    const hash = createHash("sha256");
+    let size = 0;
+    let info: ExtensionVersion | undefined;
+    try {
+      for await (const message of this.options.upstream.downloadBundle({ sha256, downloadToken })) {
+        if (message.msg.case === "info") {
+          info = message.msg.value.extension;
+        } else if (message.msg.case === "chunk") {
+          if (info === undefined) throw new ConnectError("upstream sent bytes before the bundle info", Code.Internal);
+          hash.update(message.msg.value);
+          size += message.msg.value.byteLength;
+          await file.write(message.msg.value);
+        }
+      }
+      await file.close();
+      const actual = hash.digest("hex");
+      if (info === undefined || actual !== sha256) {
+        throw new ConnectError(`upstream sent bytes with sha256 ${actual} for bundle ${sha256}`, Code.DataLoss);
+      }
+      await writeFile(join(this.options.dir, sha256 + infoSuffix), toBinary(ExtensionVersionSchema, info));
+      await rename(part, this.tarPath(sha256));
+    } catch (error) {
+      await file.close().catch(() => undefined);
+      await unlink(part).catch(() => undefined);
+      throw upstreamError(error);
+    }
+    this.entries.set(sha256, { size, info });
+    this.totalBytes += size;
+    this.options.logger.info({ sha256, bytes: size }, "bundle fetched from upstream into the cache");
+    await this.evict(sha256);
+  }
+
+  /** Evicts least recently used bundles until the cache fits, never `keep` (the one just fetched). */
+  private async evict(keep: string | undefined): Promise<void> {
+    for (const [sha256] of this.entries) {
+      if (this.totalBytes <= this.options.maxBytes) return;
+      if (sha256 === keep) continue;
+      this.forget(sha256);
+      this.counters.evictions += 1;
+      // A reader that already opened the file keeps reading it after the unlink.
+      await this.removeFiles(sha256);
+    }
+  }
+
+  private forget(sha256: string): void {
+    const entry = this.entries.get(sha256);
+    if (entry === undefined) return;
+    this.entries.delete(sha256);
+    this.totalBytes -= entry.size;
+  }
+
+  private async removeFiles(sha256: string): Promise<void> {
+    await unlink(this.tarPath(sha256)).catch(() => undefined);
+    await unlink(join(this.options.dir, sha256 + infoSuffix)).catch(() => undefined);
+  }
+
+  private tarPath(sha256: string): string {
+    return join(this.options.dir, sha256 + tarSuffix);
+  }
+}
+
+function upstreamError(error: unknown): ConnectError {
+  const e = ConnectError.from(error);
+  return new ConnectError(`upstream extension store: ${e.rawMessage}`, e.code);
+}
