@@ -81,7 +81,9 @@ export class Compute {
   constructor(
     readonly options: CompiledComputeCtlOptions,
     private readonly deps: ComputeDeps,
-  ) {}
+  ) {
+    this.state.subscribe(({ state, error }) => deps.logger.info({ state, ...(error ? { error } : {}) }, "compute state changed"));
+  }
 
   get spec(): ComputeSpec | undefined {
     return this.#spec;
