@@ -43,7 +43,7 @@ export interface ServerOptions {
   readonly readMaxBytes?: number;
   /** Largest message the server sends, in bytes (default 4 MiB). */
   readonly writeMaxBytes?: number;
-  /** Largest deadline a client may ask for, in ms (default 0: no limit). */
+  /** Largest deadline a client may ask for, in ms; a longer one is INVALID_ARGUMENT (default: no limit). */
   readonly maxTimeoutMs?: number;
   /** Grace time close() gives in-flight calls before aborting them, in ms (default 10 000). */
   readonly shutdownGraceMs?: number;
@@ -58,7 +58,7 @@ export interface CompiledServerOptions {
   readonly fallback: FallbackHandler | undefined;
   readonly readMaxBytes: number;
   readonly writeMaxBytes: number;
-  readonly maxTimeoutMs: number;
+  readonly maxTimeoutMs: number | undefined;
   readonly shutdownGraceMs: number;
 }
 
@@ -89,7 +89,7 @@ export function compileServerOptions(options: ServerOptions): CompiledServerOpti
     fallback: options.fallback,
     readMaxBytes: positive("readMaxBytes", options.readMaxBytes ?? 4 * MiB),
     writeMaxBytes: positive("writeMaxBytes", options.writeMaxBytes ?? 4 * MiB),
-    maxTimeoutMs: nonNegative("maxTimeoutMs", options.maxTimeoutMs ?? 0),
+    maxTimeoutMs: options.maxTimeoutMs === undefined ? undefined : positive("maxTimeoutMs", options.maxTimeoutMs),
     shutdownGraceMs: nonNegative("shutdownGraceMs", options.shutdownGraceMs ?? 10_000),
   };
 }

@@ -75,7 +75,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
     interceptors: [createLogInterceptor(logger), createErrorInterceptor(), createAuthInterceptor(opts.auth, publicMethods)],
     readMaxBytes: opts.readMaxBytes,
     writeMaxBytes: opts.writeMaxBytes,
-    maxTimeoutMs: opts.maxTimeoutMs,
+    ...(opts.maxTimeoutMs !== undefined ? { maxTimeoutMs: opts.maxTimeoutMs } : {}),
     shutdownSignal: shutdown.signal,
     contextValues: (req) =>
       createContextValues()

@@ -1,0 +1,181 @@
+import { generateKeyPairSync } from "node:crypto";
+import { Code, createClient, type Client, type ServiceImpl } from "@connectrpc/connect";
+import { SignJWT } from "jose";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
+import { EpufsService } from "../gen/pgmesh/epufs/v1/epufs_pb.js";
+import { requireClaims, requireEndpointAccess, signingKeyFrom, signToken, type SigningKey } from "../src/auth/index.js";
+import { createClientTransport, serviceOf, type ServerHandle } from "../src/server/index.js";
+import { callFailure } from "./helpers/call-failure.js";
+import { createTestKeys, type TestKeys } from "./helpers/test-keys.js";
+import { startTestServer } from "./helpers/test-server.js";
+
+const endpoint = { tenantId: "t1", timelineId: "tl1", endpointId: "e1" };
+
+/** ListFiles answers with the call's claims (JSON) after an endpoint check; DeleteTenant and DeleteTimeline are public. */
+const echoClaims: Partial<ServiceImpl<typeof EpufsService>> = {
+  listFiles(req, ctx) {
+    const claims = requireClaims(ctx);
+    requireEndpointAccess(claims, {
+      tenantId: req.endpoint?.tenantId ?? "",
+      timelineId: req.endpoint?.timelineId ?? "",
+      endpointId: req.endpoint?.endpointId ?? "",
+    });
+    return { files: [{ path: JSON.stringify(claims ?? null) }] };
+  },
+  deleteTenant() {
+    return {};
+  },
+  deleteTimeline(_req, ctx) {
+    requireClaims(ctx);
+    return {};
+  },
+};
+const registration = serviceOf({ service: EpufsService, impl: echoClaims, publicMethods: ["DeleteTenant", "DeleteTimeline"] });
+
+function epufs(server: ServerHandle, token?: string): Client<typeof EpufsService> {
+  return createClient(EpufsService, createClientTransport({ baseUrl: server.url, ...(token !== undefined ? { token } : {}) }));
+}
+
+/** An Ed25519 key the server does not know. */
+async function strangerKey(): Promise<SigningKey> {
+  return signingKeyFrom(generateKeyPairSync("ed25519").privateKey);
+}
+
+describe("auth interceptor", () => {
+  let keys: TestKeys;
+  let server: ServerHandle;
+
+  beforeAll(async () => {
+    keys = await createTestKeys();
+    server = await startTestServer({ keys, services: [registration] });
+  });
+  afterAll(async () => {
+    await server.close();
+    await keys.remove();
+  });
+
+  it("puts the verified claims in the call context", async () => {
+    const res = await epufs(server, await keys.computeToken("t1", "tl1", "e1")).listFiles({ endpoint });
+    expect(JSON.parse(res.files[0]!.path)).toMatchObject({ scope: "compute", tenantId: "t1", timelineId: "tl1", endpointId: "e1" });
+  });
+
+  it("refuses a call without a token with UNAUTHENTICATED", async () => {
+    const err = await callFailure(epufs(server).listFiles({ endpoint }));
+    expect(err.code).toBe(Code.Unauthenticated);
+    expect(err.rawMessage).toBe("missing bearer token: send 'authorization: Bearer <jwt>'");
+  });
+
+  it("refuses an authorization header that is not Bearer", async () => {
+    const transport = createClientTransport({
+      baseUrl: server.url,
+      interceptors: [
+        (next) => (req) => {
+          req.header.set("authorization", "Basic dXNlcjpwdw==");
+          return next(req);
+        },
+      ],
+    });
+    const err = await callFailure(createClient(EpufsService, transport).listFiles({ endpoint }));
+    expect(err.code).toBe(Code.Unauthenticated);
+    expect(err.rawMessage).toContain("malformed authorization header");
+  });
+
+  it("refuses a bearer token that is not a JWT", async () => {
+    const err = await callFailure(epufs(server, "not-a-jwt").listFiles({ endpoint }));
+    expect(err.code).toBe(Code.Unauthenticated);
+    expect(err.rawMessage).toContain("not a JWT");
+  });
+
+  it("refuses a token expired longer ago than the 30 s clock skew", async () => {
+    const token = await keys.mint({ scope: "compute", ...endpoint }, { ttlSec: -60 });
+    const err = await callFailure(epufs(server, token).listFiles({ endpoint }));
+    expect(err.code).toBe(Code.Unauthenticated);
+    expect(err.rawMessage).toMatch(/^token expired at .*; mint a new one$/);
+  });
+
+  it("accepts a token expired within the 30 s clock skew", async () => {
+    const token = await keys.mint({ scope: "compute", ...endpoint }, { ttlSec: -10 });
+    const res = await epufs(server, token).listFiles({ endpoint });
+    expect(JSON.parse(res.files[0]!.path).scope).toBe("compute");
+  });
+
+  it("refuses a token whose signature does not verify", async () => {
+    const forged = { ...(await strangerKey()), kid: keys.kid };
+    const token = await signToken(forged, { scope: "admin" }, { ttlSec: 600 });
+    const err = await callFailure(epufs(server, token).listFiles({ endpoint }));
+    expect(err.code).toBe(Code.Unauthenticated);
+    expect(err.rawMessage).toContain("signature does not verify");
+  });
+
+  it("refuses a token signed with a key the server does not know", async () => {
+    const stranger = await strangerKey();
+    const token = await signToken(stranger, { scope: "admin" }, { ttlSec: 600 });
+    const err = await callFailure(epufs(server, token).listFiles({ endpoint }));
+    expect(err.code).toBe(Code.Unauthenticated);
+    expect(err.rawMessage).toBe(`token is signed with key "${stranger.kid}", which this server does not know (--auth-keys)`);
+  });
+
+  it("refuses a token with a scope that is not compute, control_plane or admin", async () => {
+    const token = await new SignJWT({ scope: "superuser" })
+      .setProtectedHeader({ alg: "EdDSA", kid: keys.kid })
+      .setExpirationTime("10m")
+      .sign(keys.signingKey.key);
+    const err = await callFailure(epufs(server, token).listFiles({ endpoint }));
+    expect(err.code).toBe(Code.Unauthenticated);
+    expect(err.rawMessage).toBe('token scope "superuser" is not one of compute, control_plane, admin');
+  });
+
+  it("refuses a token without exp", async () => {
+    const token = await new SignJWT({ scope: "admin" }).setProtectedHeader({ alg: "EdDSA", kid: keys.kid }).sign(keys.signingKey.key);
+    const err = await callFailure(epufs(server, token).listFiles({ endpoint }));
+    expect(err.code).toBe(Code.Unauthenticated);
+    expect(err.rawMessage).toContain('"exp"');
+  });
+
+  it("answers PERMISSION_DENIED naming the claim when a compute token is for another endpoint", async () => {
+    const token = await keys.computeToken("t1", "tl1", "e2");
+    const err = await callFailure(epufs(server, token).listFiles({ endpoint }));
+    expect(err.code).toBe(Code.PermissionDenied);
+    expect(err.rawMessage).toBe('the compute token is for endpoint_id "e2", not endpoint_id "e1"');
+  });
+
+  it("lets a control_plane token act on any tenant's endpoint", async () => {
+    const token = await keys.mint({ scope: "control_plane" });
+    const res = await epufs(server, token).listFiles({ endpoint: { tenantId: "other", timelineId: "x", endpointId: "y" } });
+    expect(JSON.parse(res.files[0]!.path).scope).toBe("control_plane");
+  });
+
+  it("serves health and reflection without a token", async () => {
+    const health = createClient(Health, createClientTransport({ baseUrl: server.url }));
+    expect((await health.check({})).status).toBe(ServingStatus.SERVING);
+  });
+
+  it("serves a public method without a token", async () => {
+    await expect(epufs(server).deleteTenant({ tenantId: "t1" })).resolves.toBeDefined();
+  });
+
+  it("answers UNAUTHENTICATED when a public method still asks for claims", async () => {
+    const err = await callFailure(epufs(server).deleteTimeline({ tenantId: "t1", timelineId: "tl1" }));
+    expect(err.code).toBe(Code.Unauthenticated);
+  });
+});
+
+describe("insecure server", () => {
+  let server: ServerHandle;
+
+  beforeAll(async () => {
+    server = await startTestServer({ services: [registration] });
+  });
+  afterAll(() => server.close());
+
+  it("accepts calls without a token and gives handlers no claims", async () => {
+    const res = await epufs(server).listFiles({ endpoint });
+    expect(res.files[0]!.path).toBe("null");
+  });
+
+  it("does not read a token that is sent anyway", async () => {
+    const res = await epufs(server, "not-a-jwt").listFiles({ endpoint });
+    expect(res.files[0]!.path).toBe("null");
+  });
+});
