@@ -67,8 +67,7 @@ export async function inspectSource(source: SourceConnection, selection: Selecti
 
 async function withClient<T>(source: SourceConnection, database: string, use: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({
-    connectionString: source.uriFor(database),
-    ...(source.password === undefined ? {} : { password: source.password }),
+    connectionString: source.clientUri(database),
     connectionTimeoutMillis: connectTimeoutMs,
     application_name: "pgmesh-fast-import",
   });

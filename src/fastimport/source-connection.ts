@@ -12,6 +12,8 @@ export interface SourceConnection {
   readonly password: string | undefined;
   /** The URI for `database`, without the password: safe for argv. */
   uriFor(database: string): string;
+  /** The URI with the password, for in-process clients only (never argv, never logs). */
+  clientUri(database: string): string;
   /** For messages and logs: the password, if any, shown as "***". */
   redacted(database?: string): string;
   /** Environment for child programs (PGPASSWORD when there is a password). */
@@ -61,6 +63,7 @@ export function parseSourceConnection(raw: string, fallbackPassword?: string): S
     user,
     password,
     uriFor: (db) => build(db, undefined),
+    clientUri: (db) => build(db, password),
     redacted: (db) => build(db ?? database, password === undefined ? undefined : "***"),
     childEnv: (): Record<string, string> => (password === undefined ? {} : { PGPASSWORD: password }),
   };
