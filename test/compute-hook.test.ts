@@ -23,7 +23,7 @@ import {
 } from "./helpers/compute-extensions-fixtures.js";
 
 const tenantId = "7f2c1d3e4b5a69788796a5b4c3d2e1f0";
-const remote = ["hstore", "isn", "seg", "ltree"];
+const remote = ["hstore", "isn", "seg", "ltree", "cube"];
 
 /** A TCP server that accepts connections and never answers: a compute-ctl that hangs. */
 async function startUnresponsiveServer(): Promise<{ addr: string; close(): Promise<void> }> {
@@ -91,6 +91,8 @@ describe("compute hook", () => {
       extensionStore: { addr: store.addr, token },
       dirs: install.dirs,
       logger,
+      maxAttempts: 2,
+      initialBackoffMs: 50,
       onEvent: (event) => events.push(event),
     });
     await files.prepare();
@@ -142,6 +144,18 @@ describe("compute hook", () => {
     const attempt = withClient((client) => client.query("ALTER EXTENSION ltree UPDATE"), "alter_update");
     await expect(attempt).rejects.toThrow('extension "ltree" does not exist');
     await access(path.join(install.dirs.pkglibdir, "ltree.so"));
+  });
+
+  it("fails with compute-ctl's reason when the download fails", async () => {
+    await store.pause();
+    try {
+      const attempt = withClient((client) => client.query("CREATE EXTENSION cube"));
+      await expect(attempt).rejects.toThrow(/^could not make extension "cube" available \(bundle sha256 [0-9a-f]{64}\) after 2 attempts: /);
+      await expect(attempt).rejects.toMatchObject({ code: "38000", detail: `compute-ctl at ${computeCtlAddr()} answered HTTP 503 for extension "cube".` });
+    } finally {
+      await store.resume();
+    }
+    await withClient((client) => client.query("CREATE EXTENSION cube"));
   });
 
   it("does not call compute-ctl for an extension Postgres ships", async () => {

@@ -103,24 +103,14 @@ request_files(const char *name, bool is_library)
 	if (response.body[0] == '\0')
 		response.body = psprintf("compute-ctl answered HTTP %d for %s \"%s\"",
 								 response.status, kind, name);
-	if (response.status == 403)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("%s", response.body),
-				 errdetail("compute-ctl refused %s \"%s\" for this compute.", kind, name)));
-	if (response.status == 404)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("%s", response.body),
-				 errdetail("compute-ctl does not know %s \"%s\".", kind, name)));
-	if (response.status == 400)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s", response.body)));
 	ereport(ERROR,
-			(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-			 errmsg("compute-ctl could not make %s \"%s\" available: %s", kind, name, response.body),
-			 errdetail("compute-ctl answered HTTP %d.", response.status)));
+			(errcode(response.status == 403 ? ERRCODE_INSUFFICIENT_PRIVILEGE :
+					 response.status == 404 ? ERRCODE_UNDEFINED_OBJECT :
+					 response.status == 400 ? ERRCODE_INVALID_PARAMETER_VALUE :
+					 ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+			 errmsg("%s", response.body),
+			 errdetail("compute-ctl at %s answered HTTP %d for %s \"%s\".",
+					   compute_ctl_addr, response.status, kind, name)));
 }
 
 static void

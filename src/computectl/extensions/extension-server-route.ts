@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
 import type { Logger } from "pino";
 import type { FallbackHandler } from "../../server/index.js";
 import type { EnsureOptions, EnsureResult } from "./extension-files.js";
@@ -10,25 +11,20 @@ export interface ExtensionEnsurer {
 
 const routePrefix = "/extension_server/";
 
-const httpStatusOf: Partial<Record<Code, number>> = {
-  [Code.InvalidArgument]: 400,
-  [Code.PermissionDenied]: 403,
-  [Code.NotFound]: 404,
-  [Code.FailedPrecondition]: 409,
-  [Code.DeadlineExceeded]: 504,
-  [Code.Unavailable]: 503,
-};
-
+/** What both HTTP/1.1 and HTTP/2 compat responses offer. */
 interface TextResponse {
+  readonly writableEnded: boolean;
   writeHead(status: number, headers: Record<string, string | number>): unknown;
   end(body: string): unknown;
+  on(event: "close", listener: () => void): unknown;
 }
 
 /**
  * The route the compute hook calls: POST /extension_server/<name>[?is_library=true]
- * answers 200 once the files are present; 400 (bad name), 403 (the compute
- * may not use it), 5xx (download failed) with the reason as text/plain, which
- * the hook puts into its ERROR. Only loopback callers are served (403
+ * answers 200 once the files are present; otherwise the HTTP status of the
+ * error's code (Connect's mapping: 400 bad name, 403 the compute may not use
+ * it, 503 store unavailable, …) with the reason as text/plain, which the hook
+ * puts into its ERROR. Only loopback callers are served (403
  * otherwise). Mount it with the server's fallback handler; any other path is
  * left to the next handler (returns false).
  */
@@ -36,14 +32,15 @@ export function createExtensionServerRoute(files: ExtensionEnsurer, logger: Logg
   return async (req, res) => {
     const url = new URL(req.url ?? "/", "http://compute-ctl");
     if (!url.pathname.startsWith(routePrefix)) return false;
+    const out = res as TextResponse;
     const reply = (status: number, text: string, headers: Record<string, string> = {}) => {
       const body = `${text}\n`;
-      (res as TextResponse).writeHead(status, {
+      out.writeHead(status, {
         "content-type": "text/plain; charset=utf-8",
         "content-length": Buffer.byteLength(body),
         ...headers,
       });
-      (res as TextResponse).end(body);
+      out.end(body);
     };
     if (req.method !== "POST") {
       reply(405, `use POST ${routePrefix}<name>[?is_library=true]`, { allow: "POST" });
@@ -62,7 +59,9 @@ export function createExtensionServerRoute(files: ExtensionEnsurer, logger: Logg
     }
     const isLibrary = url.searchParams.get("is_library") === "true";
     const gone = new AbortController();
-    req.on("close", () => gone.abort());
+    out.on("close", () => {
+      if (!out.writableEnded) gone.abort();
+    });
     try {
       const result = await files.ensure(name, { isLibrary, signal: gone.signal });
       reply(200, `${isLibrary ? "library" : "extension"} "${name}" is present (extension "${result.extension}"${result.alreadyPresent ? "" : ", fetched now"})`);
@@ -70,7 +69,7 @@ export function createExtensionServerRoute(files: ExtensionEnsurer, logger: Logg
       if (gone.signal.aborted) return true; // the hook gave up waiting; the download goes on
       const err = ConnectError.from(error);
       if (err.code !== Code.PermissionDenied && err.code !== Code.InvalidArgument) logger.warn({ err, name, isLibrary }, "extension_server request failed");
-      reply(httpStatusOf[err.code] ?? 500, err.rawMessage);
+      reply(codeToHttpStatus(err.code), err.rawMessage);
     }
     return true;
   };
