@@ -26,3 +26,4 @@ export { bundleKey } from "./bundle-keys.js";
 export { limitChunkSize, maxChunkBytes } from "./chunk-bytes.js";
 export { BundleCache, type BundleCacheOptions, type BundleCacheStats } from "./bundle-cache.js";
 export { bundleCacheRegistration } from "./bundle-cache-service.js";
+export { DownloadSigningKeyError, resolveDownloadSigningKey } from "./download-signing-key.js";

@@ -1,0 +1,40 @@
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Logger } from "pino";
+import { ensureDevKeys, loadSigningKey, type SigningKey } from "../auth/index.js";
+
+/** Why the store has no key to sign download tokens with. */
+export class DownloadSigningKeyError extends Error {
+  override readonly name = "DownloadSigningKeyError";
+}
+
+/**
+ * The store's download-token key: --signing-key FILE when given; else, on a
+ * file:// store, `<dir>/download-keys/signing-key.pem`, generated (with its
+ * public half, public-keys.jwks.json, for cache nodes' --download-keys) when
+ * absent. An s3:// store needs --signing-key: replicas must share one key.
+ */
+export async function resolveDownloadSigningKey(options: {
+  readonly signingKeyPath: string | undefined;
+  readonly storageUrl: string;
+  readonly logger: Logger;
+}): Promise<SigningKey> {
+  const { signingKeyPath, storageUrl, logger } = options;
+  if (signingKeyPath !== undefined) {
+    const key = await loadSigningKey(signingKeyPath);
+    logger.info({ signingKey: signingKeyPath, kid: key.kid }, "signing download tokens with --signing-key");
+    return key;
+  }
+  if (!storageUrl.startsWith("file://")) {
+    throw new DownloadSigningKeyError(
+      `--storage ${storageUrl} is not a local directory, so there is nowhere to keep a generated key; give --signing-key FILE (an Ed25519 PKCS#8 PEM, e.g. from pgmesh-token keygen), the same on every replica`,
+    );
+  }
+  const dir = join(fileURLToPath(storageUrl), "download-keys");
+  const files = await ensureDevKeys(dir);
+  logger.warn(
+    { signingKey: files.privateKeyPath, downloadKeys: files.jwksPath, kid: files.kid },
+    "no --signing-key given: signing download tokens with the key in the storage directory (generated if it was absent); give cache nodes its public key file as --download-keys",
+  );
+  return loadSigningKey(files.privateKeyPath);
+}
