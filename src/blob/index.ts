@@ -28,3 +28,4 @@ export {
   type CompiledBlobStoreOptions,
 } from "./blob-store-options.js";
 export { openBlobStore } from "./open-blob-store.js";
+export { blobErrorToConnect } from "./blob-error-to-connect.js";

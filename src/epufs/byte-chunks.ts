@@ -1,0 +1,14 @@
+/** Largest chunk a stream message carries (common.proto). */
+export const maxChunkBytes = 1024 * 1024;
+
+/** Passes chunks through, splitting any larger than `limit` bytes. */
+export async function* splitChunks(
+  body: AsyncIterable<Uint8Array>,
+  limit: number = maxChunkBytes,
+): AsyncGenerator<Uint8Array> {
+  for await (const chunk of body) {
+    for (let offset = 0; offset < chunk.byteLength; offset += limit) {
+      yield chunk.subarray(offset, Math.min(offset + limit, chunk.byteLength));
+    }
+  }
+}
