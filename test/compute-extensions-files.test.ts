@@ -1,4 +1,4 @@
-import { access, copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { access, copyFile, mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -19,6 +19,7 @@ import {
   type ExtensionFilesOptions,
   type PgInstallDirs,
 } from "../src/computectl/extensions/index.js";
+import { freePort } from "../src/net/free-port.js";
 import { startServer, type ServerHandle } from "../src/server/index.js";
 import { systemPgBinaries } from "../src/pg/index.js";
 import { createScratchInstall, packContribBundle, startTestExtensionStore, type TestExtensionStore } from "./helpers/compute-extensions-fixtures.js";
@@ -193,11 +194,10 @@ describe("ExtensionFiles", () => {
 
     it("places no file when the store serves corrupted bytes, and says so", async () => {
       const { sha256 } = remoteExtensions.extensionData["citext"]!;
-      const blob = store.bundlePath("citext", sha256);
-      const original = await readFile(blob);
-      const corrupted = Buffer.from(original);
+      const bundle = await packContribBundle("citext");
+      const corrupted = Buffer.from(bundle.tar);
       corrupted[corrupted.length >> 1]! ^= 0xff;
-      await writeFile(blob, corrupted);
+      const original = await store.replaceBundleBytes("citext", sha256, corrupted);
       try {
         const files = open({ maxAttempts: 2 });
         await files.prepare();
@@ -213,34 +213,37 @@ describe("ExtensionFiles", () => {
         expect((await readdir(dirs.sharedir)).filter((f) => f.startsWith("."))).toEqual([]);
         expect(await readdir(dirs.pkglibdir)).toEqual([]);
       } finally {
-        await writeFile(blob, original);
+        await store.replaceBundleBytes("citext", sha256, original);
       }
     });
   });
 
   describe("retries", () => {
-    afterEach(async () => {
-      await store.resume().catch(() => undefined);
-    });
-
-    it("retries a failed download with backoff and succeeds once the store is back", async () => {
-      const files = open({ maxAttempts: 5 });
+    /** ExtensionFiles whose store address has nothing listening yet. */
+    async function openOnDownStore(options: Partial<ExtensionFilesOptions>): Promise<{ files: ExtensionFiles; port: number }> {
+      const port = await freePort();
+      const files = open({ extensionStore: { addr: `127.0.0.1:${port}`, token }, ...options });
       await files.prepare();
-      await store.pause();
+      return { files, port };
+    }
+
+    it("retries a failed download with backoff and succeeds once the store is up", async () => {
+      const { files, port } = await openOnDownStore({ maxAttempts: 5 });
       const firstFailure = nextEvent((e) => e.type === "download_failed");
       const ensured = files.ensure("seg");
-      const failure = await firstFailure;
-      expect(failure).toMatchObject({ extension: "seg", attempt: 1, willRetry: true });
-      await store.resume();
-      expect(await ensured).toEqual({ extension: "seg", alreadyPresent: false });
+      expect(await firstFailure).toMatchObject({ extension: "seg", attempt: 1, willRetry: true });
+      const server = await store.serveOn(port);
+      try {
+        expect(await ensured).toEqual({ extension: "seg", alreadyPresent: false });
+      } finally {
+        await server.close();
+      }
       expect(started().length).toBeGreaterThanOrEqual(2);
       expect(installedEvents()).toEqual(["seg"]);
     });
 
     it("gives up after maxAttempts with UNAVAILABLE and a message naming the store's failure", async () => {
-      await store.pause();
-      const files = open({ maxAttempts: 3 });
-      await files.prepare();
+      const { files } = await openOnDownStore({ maxAttempts: 3 });
       const attempt = files.ensure("seg");
       await expect(attempt).rejects.toThrow(ExtensionDownloadError);
       await expect(attempt).rejects.toMatchObject({ code: Code.Unavailable });
@@ -261,9 +264,7 @@ describe("ExtensionFiles", () => {
     });
 
     it("stops at close(): a waiting ensure fails with ExtensionFilesClosedError and no staging is left", async () => {
-      await store.pause();
-      const files = open({ maxAttempts: 50, initialBackoffMs: 60_000 });
-      await files.prepare();
+      const { files } = await openOnDownStore({ maxAttempts: 50, initialBackoffMs: 60_000 });
       const firstFailure = nextEvent((e) => e.type === "download_failed");
       const attempt = files.ensure("seg");
       await firstFailure;

@@ -10,6 +10,7 @@ import {
   ExtensionFiles,
   type ExtensionFilesEvent,
 } from "../src/computectl/extensions/index.js";
+import type { RemoteExtensions } from "../src/computectl/compute-spec.js";
 import { freePort } from "../src/net/free-port.js";
 import { initdb, resolveUnprivilegedUser, startPostgres, systemPgBinaries, type OsUser, type RunningPostgres } from "../src/pg/index.js";
 import { startServer, type ServerHandle } from "../src/server/index.js";
@@ -51,6 +52,7 @@ describe("compute hook", () => {
   let postgres: RunningPostgres;
   let user: OsUser;
   let dataRoot: string;
+  let remoteExtensions: RemoteExtensions;
   const events: ExtensionFilesEvent[] = [];
 
   const computeCtlAddr = () => `127.0.0.1:${computeCtl.address.port}`;
@@ -83,7 +85,7 @@ describe("compute hook", () => {
     await buildComputeHookInto(install);
     store = await startTestExtensionStore();
     for (const name of remote) await store.publishApproved(await packContribBundle(name));
-    const remoteExtensions = await store.remoteExtensions(tenantId);
+    remoteExtensions = await store.remoteExtensions(tenantId);
     const token = await store.downloadToken(tenantId, "ep-hook", remoteExtensions);
     const logger = pino({ level: "silent" });
     files = new ExtensionFiles({
@@ -146,14 +148,18 @@ describe("compute hook", () => {
     await access(path.join(install.dirs.pkglibdir, "ltree.so"));
   });
 
-  it("fails with compute-ctl's reason when the download fails", async () => {
-    await store.pause();
+  it("fails with compute-ctl's reason when the download fails, and places no file", async () => {
+    const { sha256 } = remoteExtensions.extensionData["cube"]!;
+    const corrupted = Buffer.from((await packContribBundle("cube")).tar);
+    corrupted[corrupted.length >> 1]! ^= 0xff;
+    const original = await store.replaceBundleBytes("cube", sha256, corrupted);
     try {
       const attempt = withClient((client) => client.query("CREATE EXTENSION cube"));
-      await expect(attempt).rejects.toThrow(/^could not make extension "cube" available \(bundle sha256 [0-9a-f]{64}\) after 2 attempts: /);
-      await expect(attempt).rejects.toMatchObject({ code: "38000", detail: `compute-ctl at ${computeCtlAddr()} answered HTTP 503 for extension "cube".` });
+      await expect(attempt).rejects.toThrow(`could not make extension "cube" available (bundle sha256 ${sha256}) after 2 attempts: the bundle downloaded for extension "cube" has sha256 `);
+      await expect(attempt).rejects.toMatchObject({ code: "38000", detail: `compute-ctl at ${computeCtlAddr()} answered HTTP 500 for extension "cube".` });
+      await expect(access(path.join(install.dirs.pkglibdir, "cube.so"))).rejects.toThrow();
     } finally {
-      await store.resume();
+      await store.replaceBundleBytes("cube", sha256, original);
     }
     await withClient((client) => client.query("CREATE EXTENSION cube"));
   });

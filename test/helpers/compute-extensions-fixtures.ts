@@ -2,25 +2,16 @@ import { createHash } from "node:crypto";
 import { chmod, cp, mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { create } from "@bufbuild/protobuf";
-import { createClient, type Client } from "@connectrpc/connect";
 import { execa } from "execa";
 import { pino } from "pino";
 import * as tar from "tar-stream";
-import {
-  ExtensionStoreService,
-  PublishExtensionRequestSchema,
-  ReviewDecision,
-  Visibility,
-  type PublishExtensionRequest,
-} from "../../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
-import { openBlobStore } from "../../src/blob/index.js";
+import { ReviewDecision } from "../../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
 import { parseComputeSpec, type RemoteExtensions } from "../../src/computectl/compute-spec.js";
-import { bundleKey, ExtensionStore, extensionStoreRegistration } from "../../src/extstore/index.js";
+import { bundleKey, extensionStoreRegistration } from "../../src/extstore/index.js";
 import type { PgBinaries } from "../../src/pg/index.js";
-import { createClientTransport, startServer, type ServerHandle } from "../../src/server/index.js";
+import { startServer, type ServerHandle } from "../../src/server/index.js";
 import type { PgInstallDirs } from "../../src/computectl/extensions/index.js";
-import { createTestKeys, type TestKeys } from "./test-keys.js";
+import { publicHeader, publishRequests, startExtStoreHarness, type ExtStoreHarness } from "../fixtures/extstore/extstore-harness.js";
 
 const debianLib = "/usr/lib/postgresql/15/lib";
 const debianShare = "/usr/share/postgresql/15";
@@ -123,55 +114,32 @@ export async function buildComputeHookInto(install: ScratchInstall): Promise<voi
   }
 }
 
-/** A real ExtensionStore on a file:// blob store, served on a free loopback port, with admin and control-plane clients. */
+/** The extstore harness (a real ExtensionStore on a local directory) with what compute-ctl's tests need. */
 export interface TestExtensionStore {
-  /** host:port; stays the same across pause() and resume(). */
+  readonly harness: ExtStoreHarness;
+  /** host:port of the harness's server. */
   readonly addr: string;
-  readonly blobDir: string;
-  readonly keys: TestKeys;
   /** Publishes a bundle as a public extension and approves it. */
   publishApproved(bundle: PackedBundle): Promise<void>;
   /** ExportRemoteExtensions for the tenant, parsed by compute-ctl's spec parser. */
   remoteExtensions(tenantId: string): Promise<RemoteExtensions>;
   /** IssueDownloadToken for every bundle in `remote`. */
   downloadToken(tenantId: string, endpointId: string, remote: RemoteExtensions): Promise<string>;
-  /** The path of a published bundle's bytes in the store's directory. */
-  bundlePath(name: string, sha256: string): string;
-  /** Stops serving (the port refuses connections); the data stays. */
-  pause(): Promise<void>;
-  /** Serves again on the same port. */
-  resume(): Promise<void>;
+  /** Replaces a published bundle's stored bytes (to serve corrupted ones); returns the original bytes. */
+  replaceBundleBytes(name: string, sha256: string, bytes: Buffer): Promise<Buffer>;
+  /** Serves the same store on another port too (a store that comes up later on a known address). */
+  serveOn(port: number): Promise<ServerHandle>;
   stop(): Promise<void>;
 }
 
-export async function startTestExtensionStore(port = 0): Promise<TestExtensionStore> {
-  const keys = await createTestKeys();
-  const blobDir = await mkdtemp(path.join(os.tmpdir(), "pgmesh-ext-store-"));
-  const logger = pino({ level: "silent" });
-  const store = new ExtensionStore({ blobs: await openBlobStore(`file://${blobDir}`), signingKey: keys.signingKey, logger });
-  const serve = (on: number) =>
-    startServer({ port: on, services: [extensionStoreRegistration(store)], auth: { verifier: keys.verifier }, logger });
-  let server: ServerHandle | undefined = await serve(port);
-  const { host, port: boundPort } = server.address;
-  const baseUrl = server.url;
-  const clientWith = async (scope: "admin" | "control_plane"): Promise<Client<typeof ExtensionStoreService>> => {
-    const token = await keys.mint({ scope });
-    return createClient(ExtensionStoreService, createClientTransport({ baseUrl, token }));
-  };
-  const admin = await clientWith("admin");
-  const controlPlane = await clientWith("control_plane");
+export async function startTestExtensionStore(): Promise<TestExtensionStore> {
+  const harness = await startExtStoreHarness("local");
+  const { admin, controlPlane } = harness;
   return {
-    addr: `${host}:${boundPort}`,
-    blobDir,
-    keys,
+    harness,
+    addr: `${harness.server.address.host}:${harness.server.address.port}`,
     async publishApproved(bundle) {
-      async function* messages(): AsyncGenerator<PublishExtensionRequest> {
-        yield create(PublishExtensionRequestSchema, {
-          msg: { case: "header", value: { name: bundle.name, pgMajors: [15], license: "PostgreSQL", visibility: Visibility.PUBLIC } },
-        });
-        yield create(PublishExtensionRequestSchema, { msg: { case: "chunk", value: bundle.tar } });
-      }
-      await admin.publishExtension(messages());
+      await admin.publishExtension(publishRequests(publicHeader(bundle.name), bundle.tar));
       await admin.reviewExtension({ name: bundle.name, sha256: bundle.sha256, decision: ReviewDecision.APPROVE });
     },
     async remoteExtensions(tenantId) {
@@ -187,20 +155,21 @@ export async function startTestExtensionStore(port = 0): Promise<TestExtensionSt
       const sha256 = Object.values(remote.extensionData).map((data) => data.sha256);
       return (await controlPlane.issueDownloadToken({ tenantId, endpointId, sha256 })).token;
     },
-    bundlePath(name, sha256) {
-      return path.join(blobDir, "objects", bundleKey(name, sha256));
+    async replaceBundleBytes(name, sha256, bytes) {
+      const key = bundleKey(name, sha256);
+      const original: Buffer[] = [];
+      for await (const chunk of (await harness.blobs.get(key)).body) original.push(Buffer.from(chunk));
+      await harness.blobs.put(key, chunksOf(bytes));
+      return Buffer.concat(original);
     },
-    async pause() {
-      await server?.close();
-      server = undefined;
+    serveOn(port) {
+      return startServer({
+        port,
+        services: [extensionStoreRegistration(harness.store)],
+        auth: { verifier: harness.keys.verifier },
+        logger: pino({ level: "silent" }),
+      });
     },
-    async resume() {
-      server = await serve(boundPort);
-    },
-    async stop() {
-      await server?.close();
-      await keys.remove();
-      await rm(blobDir, { recursive: true, force: true });
-    },
+    stop: () => harness.stop(),
   };
 }
