@@ -19,7 +19,6 @@ export {
 } from "./compute-spec.js";
 export { ComputeStateError, ComputeStateMachine, type ComputeStateName, type StateSnapshot } from "./compute-state.js";
 export { reconcileCatalog, type ConnectTo } from "./reconcile-catalog.js";
-export { endpointFiles } from "./saved-files.js";
 export { scramVerifier } from "./scram-verifier.js";
 export { SpecError } from "./spec-error.js";
 export { startupPhases, type StartupPhase, type StartupTimings } from "./startup-timings.js";

@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from "node:fs";
-import { chown, mkdir, rename, rm, stat } from "node:fs/promises";
+import { chown, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -8,16 +8,13 @@ import { createClient, type Client } from "@connectrpc/connect";
 import tar from "tar-stream";
 import { EndpointRefSchema, type EndpointRef } from "../../gen/pgmesh/common/v1/common_pb.js";
 import { EpufsService, type PutFileRequestSchema } from "../../gen/pgmesh/epufs/v1/epufs_pb.js";
+import { defaultAllowedPaths } from "../epufs/index.js";
+// Not on Epufs's public surface yet (asked for in /work/notes/requests-epufs.md).
+import { compileAllowedPaths } from "../epufs/allowed-paths.js";
 import type { OsUser } from "../pg/index.js";
 import type { ComputeSpec } from "./compute-spec.js";
 import { createClientTransport } from "../server/index.js";
 
-/** The endpoint files compute-ctl saves at terminate, when Postgres left them (Epufs's allow-list). */
-export const endpointFiles: readonly string[] = [
-  "pg_stat/pg_stat_statements.stat",
-  "pg_stat/pgstat.stat",
-  "autoprewarm.blocks",
-];
 
 const chunkBytes = 1024 * 1024;
 
@@ -88,10 +85,25 @@ export async function placeSavedFiles(stagingDir: string, files: readonly string
   await rm(stagingDir, { recursive: true, force: true });
 }
 
-/** Uploads every endpoint file Postgres left in PGDATA to Epufs; returns the paths saved. */
+/** PGDATA-relative paths of the files Epufs's allow-list admits, looked up in the directories it names. */
+async function allowListedFiles(pgdata: string): Promise<string[]> {
+  const allowed = compileAllowedPaths(defaultAllowedPaths);
+  const dirs = [...new Set(defaultAllowedPaths.map((pattern) => path.posix.dirname(pattern)))];
+  const found: string[] = [];
+  for (const dir of dirs) {
+    const names = await readdir(path.join(pgdata, dir)).catch(() => [] as string[]);
+    for (const name of names.sort()) {
+      const relative = dir === "." ? name : `${dir}/${name}`;
+      if (allowed.allows(relative)) found.push(relative);
+    }
+  }
+  return found;
+}
+
+/** Uploads every file of Epufs's allow-list that Postgres left in PGDATA; returns the paths saved. */
 export async function saveEndpointFiles(storage: EndpointStorage, pgdata: string, signal: AbortSignal): Promise<string[]> {
   const present: { relative: string; size: number }[] = [];
-  for (const relative of endpointFiles) {
+  for (const relative of await allowListedFiles(pgdata)) {
     const info = await stat(path.join(pgdata, relative)).catch(() => undefined);
     if (info?.isFile()) present.push({ relative, size: info.size });
   }
