@@ -51,25 +51,41 @@ export async function startWalRedoHarness(options: Omit<WalRedoOptions, "logger"
   };
 }
 
-/** Pids of live processes whose parent is one of `parents` or this process and that are zombies or still run `postgres`. */
-export async function leftoverProcesses(pids: readonly number[]): Promise<string[]> {
-  const found: string[] = [];
+async function procTable(): Promise<Map<number, { ppid: number; line: string }>> {
+  const table = new Map<number, { ppid: number; line: string }>();
   for (const entry of await readdir("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
     try {
-      stat = await readFile(`/proc/${entry}/stat`, "utf8");
+      const stat = await readFile(`/proc/${entry}/stat`, "utf8");
+      const [, comm, state, ppid] = /^\d+ \((.*)\) (\S) (\d+)/.exec(stat) ?? [];
+      table.set(Number(entry), { ppid: Number(ppid), line: `${entry} (${comm}) state ${state} ppid ${ppid}` });
     } catch {
-      continue;
-    }
-    const [, comm, state, ppid] = /^\d+ \((.*)\) (\S) (\d+)/.exec(stat) ?? [];
-    const pid = Number(entry);
-    const mine = Number(ppid) === process.pid;
-    if (pids.includes(pid) || pids.includes(Number(ppid)) || (mine && state === "Z")) {
-      found.push(`${pid} (${comm}) state ${state} ppid ${ppid}`);
+      // gone meanwhile
     }
   }
-  return found;
+  return table;
+}
+
+/** The pids and all their descendants, now (take it before killing: orphans get a new parent). */
+export async function processTree(pids: readonly number[]): Promise<number[]> {
+  const table = await procTable();
+  const tree = new Set(pids.filter((p) => table.has(p)));
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const [pid, { ppid }] of table) {
+      if (tree.has(ppid) && !tree.has(pid)) {
+        tree.add(pid);
+        grew = true;
+      }
+    }
+  }
+  return [...tree];
+}
+
+/** Those of `pids` that still exist, zombies included, described. */
+export async function stillRunning(pids: readonly number[]): Promise<string[]> {
+  const table = await procTable();
+  return pids.filter((p) => table.has(p)).map((p) => table.get(p)!.line);
 }
 
 /** A RedoRequest message for (part of) a page case of a workload. */

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RedoRequest, type RedoResponse } from "../gen/pgmesh/walredo/v1/walredo_pb.js";
-import { leftoverProcesses, pageCaseRequest, startWalRedoHarness, type WalRedoHarness } from "./walredo-harness.js";
+import { pageCaseRequest, processTree, stillRunning, startWalRedoHarness, type WalRedoHarness } from "./walredo-harness.js";
 import { maskPage } from "./walredo-page-mask.js";
 import { buildPageCases, runWalWorkload, type PageCase, type WalWorkload } from "./walredo-workload.js";
 
@@ -72,9 +72,9 @@ describe("WalRedo against real PostgreSQL 15 WAL", () => {
   });
 
   it("leaves no walredo process behind after shutdown", async () => {
-    const pids = harness.pool.pids;
-    expect(pids.length).toBeGreaterThan(0);
+    expect(harness.pool.pids.length).toBeGreaterThan(0);
+    const tree = await processTree(harness.pool.pids);
     await harness.pool.close();
-    expect(await leftoverProcesses(pids)).toEqual([]);
+    expect(await stillRunning(tree)).toEqual([]);
   });
 });

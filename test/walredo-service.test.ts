@@ -2,7 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RedoRequest, RedoResponse } from "../gen/pgmesh/walredo/v1/walredo_pb.js";
 import { decodeXLogRecord } from "../src/wal/index.js";
-import { eventually, leftoverProcesses, pageCaseRequest, startWalRedoHarness, type WalRedoHarness } from "./walredo-harness.js";
+import { eventually, pageCaseRequest, processTree, stillRunning, startWalRedoHarness, type WalRedoHarness } from "./walredo-harness.js";
 import { maskPage } from "./walredo-page-mask.js";
 import { buildPageCases, runWalWorkload, type PageCase, type WalWorkload } from "./walredo-workload.js";
 
@@ -130,12 +130,13 @@ describe("WalRedo service", () => {
       const decoded = decodeXLogRecord(bad);
       // xl_heap_insert.offnum, the first field of the main data: far past the page's last item.
       new DataView(bad.buffer).setUint16(bad.length - decoded.mainDataLength, 0x7fff, true);
-      const { pid: _ignored, ...before } = { pid: 0, pids: harness.pool.pids };
+      const before = await processTree(harness.pool.pids);
       const err = await harness.client.redoPage(unary(pageCaseRequest(workload, c, { records }))).catch((e: unknown) => ConnectError.from(e));
       expect(err).toBeInstanceOf(ConnectError);
       expect((err as ConnectError).code).toBe(Code.InvalidArgument);
       expect((err as ConnectError).rawMessage).toMatch(/killed two walredo processes/);
-      expect(await leftoverProcesses(before.pids.filter((p) => !harness.pool.pids.includes(p)))).toEqual([]);
+      const replaced = before.filter((p) => !harness.pool.pids.includes(p));
+      await eventually(async () => (await stillRunning(replaced)).length === 0);
       const { page } = await harness.client.redoPage(unary(pageCaseRequest(workload, cases[1]!)));
       expect(page.length).toBe(8192);
     });
@@ -143,9 +144,10 @@ describe("WalRedo service", () => {
     it("replaces a process killed from outside and leaves no zombie", async () => {
       await harness.client.ping({ tenantId: "tenant-k", pgMajor: 15 });
       const pids = harness.pool.pids;
+      const tree = await processTree(pids);
       for (const pid of pids) process.kill(pid, "SIGKILL");
       await eventually(() => harness.pool.pids.every((p) => !pids.includes(p)));
-      expect(await leftoverProcesses(pids)).toEqual([]);
+      await eventually(async () => (await stillRunning(tree)).length === 0);
       const { page } = await harness.client.redoPage(unary(pageCaseRequest(workload, cases[2]!, { tenantId: "tenant-k" })));
       expect(page.length).toBe(8192);
     });
@@ -167,10 +169,10 @@ describe("WalRedo service", () => {
     const harness = await startWalRedoHarness({ idleTimeoutMs: 200 });
     try {
       await harness.client.ping({ tenantId: "tenant-i", pgMajor: 15 });
-      const pids = harness.pool.pids;
-      expect(pids.length).toBe(1);
+      expect(harness.pool.pids.length).toBe(1);
+      const tree = await processTree(harness.pool.pids);
       await eventually(() => harness.pool.pids.length === 0);
-      expect(await leftoverProcesses(pids)).toEqual([]);
+      expect(await stillRunning(tree)).toEqual([]);
     } finally {
       await harness.close();
     }
@@ -181,10 +183,11 @@ describe("WalRedo service", () => {
     try {
       await harness.client.ping({ tenantId: "tenant-1", pgMajor: 15 });
       const [first] = harness.pool.pids;
+      const firstTree = await processTree([first!]);
       await harness.client.ping({ tenantId: "tenant-2", pgMajor: 15 });
       const [second] = harness.pool.pids;
       expect(second).not.toBe(first);
-      await eventually(async () => (await leftoverProcesses([first!])).length === 0);
+      expect(await stillRunning(firstTree)).toEqual([]);
       expect(harness.pool.stats.processes).toBe(1);
     } finally {
       await harness.close();
@@ -194,10 +197,10 @@ describe("WalRedo service", () => {
   it("leaves no process behind after shutdown", async () => {
     const harness = await startWalRedoHarness({});
     await Promise.all(["s1", "s2", "s3"].map((t) => harness.client.ping({ tenantId: t, pgMajor: 15 })));
-    const pids = harness.pool.pids;
-    expect(pids.length).toBe(3);
+    expect(harness.pool.pids.length).toBe(3);
+    const tree = await processTree(harness.pool.pids);
     await harness.close();
-    expect(await leftoverProcesses(pids)).toEqual([]);
+    expect(await stillRunning(tree)).toEqual([]);
     await expect(harness.pool.ping("s1", 15)).rejects.toThrow(/shutting down/);
   });
 });

@@ -87,6 +87,8 @@ export function validateRedoRequest(fields: RedoRequestFields, options: Compiled
       throw invalid(`records[${i}].end_lsn ${r.endLsn} is not after the previous record's ${previousLsn}; send records in LSN order`);
     }
     previousLsn = r.endLsn;
+  });
+  fields.records.forEach((r, i) => {
     if (r.record.length > options.maxRecordBytes) {
       throw invalid(`records[${i}] has ${r.record.length} bytes; the limit is ${options.maxRecordBytes}`);
     }
