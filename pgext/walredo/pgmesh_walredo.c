@@ -18,12 +18,17 @@
  *
  * Records are applied with Postgres's own rmgr redo routines, with InRecovery
  * set. Every block reference of a record is moved into one of two scratch
- * tablespaces before redo: the request's block into the target tablespace,
- * every other block into the throwaway tablespace (same relation numbers and
- * block numbers, which redo writes into the target page), whose buffers are
- * dropped after each record. So a tenant's relation numbers never touch the
- * scratch cluster's own catalogs, and no page other than the target carries
- * state from one record to the next.
+ * tablespaces before redo: the request's block into the target relation
+ * (target tablespace), every other block into a throwaway relation
+ * (throwaway tablespace; one per distinct relation of the record, same fork
+ * and block number, which redo writes into the target page), whose buffers
+ * are dropped after each record. So a tenant's relation numbers never touch
+ * the scratch cluster's own catalogs, and no page other than the target
+ * carries state from one record to the next. After G the target's buffers
+ * are dropped too, and every file the request used is cut back to zero
+ * blocks: nothing carries from one request to the next. The scratch
+ * relations themselves stay, so no request pays for creating and unlinking
+ * files (on ext4 that alone costs more than the redo).
  *
  * Anything malformed ends the process with a reason on stderr: exit 1 for a
  * protocol or validation error, 2 for an error raised by redo, 3 for a PANIC.
@@ -55,6 +60,7 @@
 #include "storage/buf_internals.h"
 #include "storage/bufmgr.h"
 #include "storage/ipc.h"
+#include "storage/md.h"
 #include "storage/pg_shmem.h"
 #include "storage/smgr.h"
 #include "utils/memutils.h"
@@ -76,8 +82,10 @@ PG_FUNCTION_INFO_V1(pgmesh_walredo_main);
 #define THROWAWAY_SPC_OID 2000000002
 #define SCRATCH_DIR "pgmesh_walredo"
 
-/* Relations a request touched; unlinked after G. */
-#define MAX_REQUEST_RELS 64
+/* The scratch relations: db and relation numbers in their tablespaces. */
+#define SCRATCH_DB_OID 1
+#define TARGET_REL 1
+#define MAX_THROWAWAY_RELS (XLR_MAX_BLOCK_ID + 1)
 
 #define EXIT_PROTOCOL 1
 #define EXIT_REDO_ERROR 2
@@ -100,9 +108,8 @@ static size_t decoded_capacity;
 
 static bool request_active = false;
 static BufferTag redo_target;		/* the block as the client names it */
-static RelFileNode target_node; /* where it lives in the scratch cluster */
-static RelFileNode request_rels[MAX_REQUEST_RELS];
-static int	n_request_rels = 0;
+static const RelFileNode target_node = {TARGET_SPC_OID, SCRATCH_DB_OID, TARGET_REL};
+static int	throwaway_rels_used = 0;	/* by the current request: rels 1..n */
 
 static void die(int code, const char *fmt,...) pg_attribute_printf(2, 3) pg_attribute_noreturn();
 
@@ -309,15 +316,12 @@ parse_tag(const char *p)
 	return tag;
 }
 
-static void
-remember_rel(RelFileNode node)
+static RelFileNode
+throwaway_rel(int n)
 {
-	for (int i = 0; i < n_request_rels; i++)
-		if (RelFileNodeEquals(request_rels[i], node))
-			return;
-	if (n_request_rels == MAX_REQUEST_RELS)
-		die(EXIT_PROTOCOL, "one request touched more than %d relations", MAX_REQUEST_RELS);
-	request_rels[n_request_rels++] = node;
+	RelFileNode node = {THROWAWAY_SPC_OID, SCRATCH_DB_OID, n + 1};
+
+	return node;
 }
 
 /*
@@ -349,19 +353,34 @@ preload_block(RelFileNode node, ForkNumber fork, BlockNumber blkno)
 	UnlockReleaseBuffer(buf);
 }
 
-/* Drops every buffer of the request's relations and unlinks their files. */
+/*
+ * Forgets the request: drops the target's buffers, and cuts every file the
+ * request used back to zero blocks (redo never writes files while the
+ * buffer pool has room, so this is one lseek per fork; it is there so that a
+ * page written out by some unforeseen path cannot leak into the next
+ * request).
+ */
 static void
 end_request(void)
 {
-	SMgrRelation rels[MAX_REQUEST_RELS];
+	SMgrRelation rels[MAX_THROWAWAY_RELS + 1];
+	int			n = 0;
 
-	for (int i = 0; i < n_request_rels; i++)
-		rels[i] = smgropen(request_rels[i], InvalidBackendId);
-	if (n_request_rels > 0)
-		smgrdounlinkall(rels, n_request_rels, true);
-	for (int i = 0; i < n_request_rels; i++)
-		smgrclose(rels[i]);
-	n_request_rels = 0;
+	rels[n++] = smgropen(target_node, InvalidBackendId);
+	for (int i = 0; i < throwaway_rels_used; i++)
+		rels[n++] = smgropen(throwaway_rel(i), InvalidBackendId);
+	DropRelFileNodesAllBuffers(rels, 1);
+	for (int i = 0; i < n; i++)
+		for (int fork = 0; fork <= MAX_FORKNUM; fork++)
+			if (rels[i]->md_num_open_segs[fork] > 0 && mdnblocks(rels[i], fork) > 0)
+			{
+				ForkNumber	forknum = fork;
+				BlockNumber zero = 0;
+
+				smgrtruncate(rels[i], &forknum, 1, &zero);
+				rels[i]->smgr_cached_nblocks[fork] = MaxBlockNumber;
+			}
+	throwaway_rels_used = 0;
 	request_active = false;
 }
 
@@ -376,10 +395,7 @@ begin_redo(void)
 	if (request_active)
 		end_request();
 	redo_target = parse_tag(payload);
-	target_node = redo_target.rnode;
-	target_node.spcNode = TARGET_SPC_OID;
 	request_active = true;
-	remember_rel(target_node);
 	smgrcreate(open_scratch_rel(target_node), redo_target.forkNum, true);
 	preload_block(target_node, redo_target.forkNum, redo_target.blockNum);
 }
@@ -477,13 +493,16 @@ check_record_header(XLogRecord *record, uint32 reclen, XLogRecPtr lsn)
 
 /*
  * Validates the decoded block references and moves them into the scratch
- * tablespaces: the target block into the target tablespace, any other into
- * the throwaway one (same db, relation and block numbers).
+ * relations: the target block into the target relation, any other into the
+ * throwaway relation of its relation (same fork and block number). Returns
+ * how many throwaway relations the record uses.
  */
-static void
+static int
 redirect_blocks(XLogRecPtr lsn)
 {
 	bool		found_target = false;
+	RelFileNode originals[MAX_THROWAWAY_RELS];
+	int			n_originals = 0;
 
 	for (int i = 0; i <= decoded->max_block_id; i++)
 	{
@@ -513,8 +532,14 @@ redirect_blocks(XLogRecPtr lsn)
 		}
 		else
 		{
-			blk->rnode.spcNode = THROWAWAY_SPC_OID;
-			remember_rel(blk->rnode);
+			int			k = 0;
+
+			while (k < n_originals && !RelFileNodeEquals(originals[k], blk->rnode))
+				k++;
+			if (k == n_originals)
+				originals[n_originals++] = blk->rnode;
+			blk->rnode = throwaway_rel(k);
+			throwaway_rels_used = Max(throwaway_rels_used, k + 1);
 		}
 
 		/* Two references to one buffer would self-deadlock on its lock. */
@@ -524,14 +549,15 @@ redirect_blocks(XLogRecPtr lsn)
 
 			if (other->in_use && RelFileNodeEquals(other->rnode, blk->rnode) &&
 				other->forknum == blk->forknum && other->blkno == blk->blkno)
-				die(EXIT_PROTOCOL, "record ending at %X/%X references block %u of relation %u twice",
-					LSN_FORMAT_ARGS(lsn), blk->blkno, blk->rnode.relNode);
+				die(EXIT_PROTOCOL, "record ending at %X/%X references block %u (fork %d) of one relation twice",
+					LSN_FORMAT_ARGS(lsn), blk->blkno, blk->forknum);
 		}
 	}
 	if (!found_target)
 		die(EXIT_PROTOCOL, "record ending at %X/%X does not touch the requested block %u/%u/%u fork %d block %u",
 			LSN_FORMAT_ARGS(lsn), redo_target.rnode.spcNode, redo_target.rnode.dbNode, redo_target.rnode.relNode,
 			redo_target.forkNum, redo_target.blockNum);
+	return n_originals;
 }
 
 static void
@@ -553,8 +579,8 @@ apply_record(uint32 len)
 	uint32		reclen = len - 8;
 	size_t		need;
 	char	   *errormsg = NULL;
-	SMgrRelation throwaway[XLR_MAX_BLOCK_ID + 1];
-	int			n_throwaway = 0;
+	SMgrRelation throwaway[MAX_THROWAWAY_RELS];
+	int			n_throwaway;
 	ErrorContextCallback errcallback;
 
 	if (!request_active)
@@ -578,18 +604,12 @@ apply_record(uint32 len)
 	if (!DecodeXLogRecord(reader, decoded, record, lsn, &errormsg))
 		die(EXIT_PROTOCOL, "record ending at %X/%X cannot be decoded: %s",
 			LSN_FORMAT_ARGS(lsn), errormsg ? errormsg : "no reason given");
-	redirect_blocks(lsn);
-
+	n_throwaway = redirect_blocks(lsn);
+	for (int i = 0; i < n_throwaway; i++)
+		throwaway[i] = smgropen(throwaway_rel(i), InvalidBackendId);
 	for (int i = 0; i <= decoded->max_block_id; i++)
-	{
-		DecodedBkpBlock *blk = &decoded->blocks[i];
-
-		if (!blk->in_use)
-			continue;
-		preload_block(blk->rnode, blk->forknum, blk->blkno);
-		if (blk->rnode.spcNode == THROWAWAY_SPC_OID)
-			throwaway[n_throwaway++] = smgropen(blk->rnode, InvalidBackendId);
-	}
+		if (decoded->blocks[i].in_use)
+			preload_block(decoded->blocks[i].rnode, decoded->blocks[i].forknum, decoded->blocks[i].blkno);
 
 	reader->record = decoded;
 	reader->decode_queue_head = decoded;
