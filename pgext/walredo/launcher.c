@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_ARGS 4096
+#include "bundle_exec.h"
 
 static void
 fail(int code, const char *fmt, const char *a, const char *b)
@@ -54,18 +54,12 @@ main(int argc, char **argv)
 	char bin[PATH_MAX];
 	char interp[PATH_MAX];
 	char libpath[PATH_MAX * 2];
-	char *args[MAX_ARGS + 5];
 	char *slash;
-	char *dirs;
-	char *save = NULL;
 	struct stat st;
 	ssize_t n;
-	int k = 0;
 
 	if (argc < 3)
 		fail(2, "usage: launcher VERSION BINARY [ARGS...]   e.g. launcher 15 initdb -D /data%s%s", "", "");
-	if (argc > MAX_ARGS)
-		fail(2, "too many arguments%s%s", "", "");
 	if (!plain_name(argv[1], 1))
 		fail(2, "VERSION \"%s\" is not a major version number such as 15%s", argv[1], "");
 	if (!plain_name(argv[2], 0))
@@ -90,24 +84,10 @@ main(int argc, char **argv)
 	if (snprintf(interp, sizeof(interp), "%s/%s", vdir, PGMESH_INTERP) >= (int) sizeof(interp))
 		fail(1, "path too long: %s/%s", vdir, PGMESH_INTERP);
 
-	libpath[0] = '\0';
-	dirs = strdup(PGMESH_LIBDIRS);
-	for (char *d = strtok_r(dirs, ":", &save); d != NULL; d = strtok_r(NULL, ":", &save))
-	{
-		size_t used = strlen(libpath);
-
-		snprintf(libpath + used, sizeof(libpath) - used, "%s%s/%s", used ? ":" : "", vdir, d);
-	}
+	if (bundle_library_path(vdir, libpath, sizeof(libpath)) != 0)
+		fail(1, "library path too long under %s%s", vdir, "");
 	setenv("LD_LIBRARY_PATH", libpath, 1);
-
-	args[k++] = interp;
-	args[k++] = "--library-path";
-	args[k++] = libpath;
-	args[k++] = bin;
-	for (int i = 3; i < argc; i++)
-		args[k++] = argv[i];
-	args[k] = NULL;
-	execv(interp, args);
+	bundle_exec(interp, libpath, bin, argc, argv, 3);
 	fail(1, "cannot execute %s: %s", interp, strerror(errno));
 	return 1;
 }

@@ -40,6 +40,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bundle_exec.h"
+
 #ifndef PGMESH_PG_BINDIR
 #error "define PGMESH_PG_BINDIR"
 #endif
@@ -52,8 +54,6 @@
 #ifndef PGMESH_LIBDIRS
 #error "define PGMESH_LIBDIRS"
 #endif
-
-#define MAX_ARGS 256
 
 static const char *progname = "postgres --wal-redo";
 static char scratch[PATH_MAX];
@@ -115,45 +115,17 @@ static void
 exec_postgres(const char *root, int argc, char **argv)
 {
 	char interp[PATH_MAX];
-	char real[PATH_MAX];
 	char bindir[PATH_MAX];
+	char real[PATH_MAX];
 	char libpath[PATH_MAX * 2];
-	char *args[MAX_ARGS + 5];
-	int n = 0;
-	char *dirs = strdup(PGMESH_LIBDIRS);
-	char *save = NULL;
 
-	if (argc > MAX_ARGS)
-		fail("too many arguments (%d)", argc);
 	join(interp, root, PGMESH_INTERP);
 	join(bindir, root, PGMESH_PG_BINDIR);
 	join(real, bindir, "postgres");
-	libpath[0] = '\0';
-	for (char *d = strtok_r(dirs, ":", &save); d != NULL; d = strtok_r(NULL, ":", &save))
-	{
-		char dir[PATH_MAX];
-
-		join(dir, root, d);
-		if (libpath[0] != '\0')
-			strcat(libpath, ":");
-		if (strlen(libpath) + strlen(dir) + 1 >= sizeof(libpath))
-			fail("library path too long");
-		strcat(libpath, dir);
-	}
-	free(dirs);
-
-	if (access(interp, X_OK) == 0)
-	{
-		args[n++] = interp;
-		args[n++] = "--library-path";
-		args[n++] = libpath;
-	}
-	args[n++] = real;
-	for (int i = 1; i < argc; i++)
-		args[n++] = argv[i];
-	args[n] = NULL;
-	execv(args[0], args);
-	fail("cannot execute %s: %s", args[0], strerror(errno));
+	if (bundle_library_path(root, libpath, sizeof(libpath)) != 0)
+		fail("library path too long under %s", root);
+	bundle_exec(access(interp, X_OK) == 0 ? interp : NULL, libpath, real, argc, argv, 1);
+	fail("cannot execute %s: %s", real, strerror(errno));
 }
 
 /* ---- scratch cluster ---- */
