@@ -18,7 +18,7 @@ const flags = {
   roles: { type: "list", valueName: "ROLE,ROLE", help: "roles to import, with password hashes, settings and memberships, without SUPERUSER, REPLICATION and BYPASSRLS (default: none; objects are owned by the snapshot's superuser either way)" },
   "whole-instance": { type: "boolean", help: "import every database that is not a template and allows connections, and every role (pg_dumpall --roles-only, attributes as for --roles), instead of --databases/--roles" },
   "pg-bin": { type: "string", valueName: "DIR", default: "/usr/lib/postgresql/15/bin", help: "directory with initdb, postgres, pg_dump, pg_restore, pg_dumpall, pg_controldata (a bundle's v15/bin)" },
-  "upload-concurrency": { type: "number", default: 8, help: "files uploaded at once" },
+  "upload-concurrency": { type: "number", default: 16, help: "files uploaded at once" },
 } satisfies FlagSpecs;
 
 const program = {

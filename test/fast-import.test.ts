@@ -6,7 +6,10 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openBlobStore, type BlobStore } from "../src/blob/index.js";
 import { getJson, LogReporter, runFastImport, SnapshotExistsError } from "../src/fastimport/index.js";
+import type { Compute } from "../src/computectl/index.js";
+import type { BlobStoreOptions } from "../src/blob/index.js";
 import type { RunningPostgres } from "../src/pg/index.js";
+import { newCompute, spec } from "./computectl-fixtures.js";
 import { startS3rver, type S3rverHandle } from "./helpers/s3rver.js";
 import {
   adminPassword,
@@ -32,6 +35,7 @@ describe("fast-import", () => {
   let sourceSums: Record<string, TableChecksum>;
   let s3: S3rverHandle;
   const started: RunningPostgres[] = [];
+  const computes: Compute[] = [];
 
   beforeAll(async () => {
     root = await mkdtemp(path.join(os.tmpdir(), "pgmesh-fast-import-"));
@@ -44,6 +48,7 @@ describe("fast-import", () => {
 
   afterAll(async () => {
     for (const postgres of started) await postgres.stop("immediate");
+    for (const compute of computes) await compute.shutdown();
     await source?.stop();
     await s3?.stop();
     await rm(root, { recursive: true, force: true });
@@ -102,6 +107,22 @@ describe("fast-import", () => {
     await queryAll(uri, "select bt_index_check('docs_title_btree', true), bt_index_check('pgbench_accounts_pkey', true)");
   });
 
+  /** compute-ctl's "snapshot" base_data source lays down PGDATA from P; the data must match the source. */
+  async function expectComputeMatches(storage: string, prefix: string, name: string, blobStoreOptions: BlobStoreOptions = {}): Promise<void> {
+    const compute = newCompute(path.join(root, name), { blobStoreOptions });
+    computes.push(compute);
+    compute.begin("127.0.0.1:1");
+    await compute.configure(spec({ pgmesh: { base_data: { source: "snapshot", storage, prefix } } }));
+    await compute.waitUntilRunning();
+    const uri = new URL(compute.status().connectionUri);
+    uri.pathname = "/shop";
+    expect(await tableChecksums(uri.toString())).toEqual(sourceSums);
+  }
+
+  it("starts a compute from the local-directory snapshot through compute-ctl's snapshot source, with the source's rows", async () => {
+    await expectComputeMatches(`file://${root}/store`, "shop1", "compute1");
+  });
+
   it("leaves the snapshot vacuumed and analyzed, without event triggers, with chosen roles stripped of superuser attributes", async () => {
     const postgres = started[0]!;
     const uri = postgres.connectionUri("shop");
@@ -128,6 +149,7 @@ describe("fast-import", () => {
       await importInto(store, "tenant-a/shop", path.join(root, "work-s3"));
       expect(await getJson(store, "tenant-a/shop/status/pgdata")).toMatchObject({ done: true });
       await expectSameAsSource(store, "tenant-a/shop", "restored-s3");
+      await expectComputeMatches(s3.url("snapshots"), "tenant-a/shop", "compute-s3", s3.blobStoreOptions);
     } finally {
       await store.close();
     }

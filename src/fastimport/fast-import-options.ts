@@ -23,7 +23,7 @@ export interface FastImportOptions {
   readonly wholeInstance?: boolean;
   /** initdb, postgres, pg_dump, pg_restore, pg_dumpall, pg_controldata; default Debian's. */
   readonly pgBinaries?: PgBinaries;
-  /** Files uploaded at once; default 8. */
+  /** Files uploaded at once; default 16. */
   readonly uploadConcurrency?: number;
   /** Bootstrap superuser of the snapshot; default cloud_admin (what computes connect as). */
   readonly superuser?: string;
@@ -57,7 +57,7 @@ export function compileFastImportOptions(options: FastImportOptions): CompiledFa
   checkInteger("--jobs", jobs, 1, maxJobs);
   const memoryMb = options.memoryMb ?? Math.max(minMemoryMb, Math.floor(os.totalmem() / 4 / 2 ** 20));
   checkInteger("--memory-mb", memoryMb, minMemoryMb, 2 ** 24);
-  const uploadConcurrency = options.uploadConcurrency ?? 8;
+  const uploadConcurrency = options.uploadConcurrency ?? 16;
   checkInteger("--upload-concurrency", uploadConcurrency, 1, 256);
   const superuser = options.superuser ?? "cloud_admin";
   return {
