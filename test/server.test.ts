@@ -18,6 +18,11 @@ const buf = fileURLToPath(new URL("../node_modules/.bin/buf", import.meta.url));
 const protoDir = fileURLToPath(new URL("../proto", import.meta.url));
 const endpoint = { tenantId: "t1", timelineId: "tl1", endpointId: "e1" };
 
+/** Runs `buf curl` with these arguments and returns its stdout. */
+async function bufCurl(...args: string[]): Promise<string> {
+  return (await execa(buf, ["curl", ...args])).stdout;
+}
+
 /** Resolves when `signal` aborts, with its reason. */
 function aborted(signal: AbortSignal): Promise<unknown> {
   return new Promise((resolve) => {
@@ -191,22 +196,14 @@ describe("server health and reflection", () => {
   });
 
   it("lists services and methods to buf curl by reflection v1", async () => {
-    const { stdout } = await execa(buf, ["curl", "--list-methods", "--http2-prior-knowledge", server.url]);
-    const methods = stdout.split("\n");
+    const methods = (await bufCurl("--list-methods", "--http2-prior-knowledge", server.url)).split("\n");
     expect(methods).toContain("pgmesh.epufs.v1.EpufsService/PutFile");
     expect(methods).toContain("grpc.health.v1.Health/Check");
     expect(methods).toContain("grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo");
   });
 
   it("lists services to buf curl by reflection v1alpha", async () => {
-    const { stdout } = await execa(buf, [
-      "curl",
-      "--list-services",
-      "--http2-prior-knowledge",
-      "--reflect-protocol",
-      "grpc-v1alpha",
-      server.url,
-    ]);
+    const stdout = await bufCurl("--list-services", "--http2-prior-knowledge", "--reflect-protocol", "grpc-v1alpha", server.url);
     expect(stdout.split("\n").sort()).toEqual([
       "grpc.health.v1.Health",
       "grpc.reflection.v1.ServerReflection",
@@ -216,28 +213,13 @@ describe("server health and reflection", () => {
   });
 
   it("lets buf curl call a method whose schema it learnt by reflection", async () => {
-    const { stdout } = await execa(buf, [
-      "curl",
-      "--http2-prior-knowledge",
-      "--protocol",
-      "grpc",
-      "-d",
-      JSON.stringify({ endpoint: { tenant_id: "t1" }, page_token: "ab" }),
-      `${server.url}/pgmesh.epufs.v1.EpufsService/ListFiles`,
-    ]);
+    const body = JSON.stringify({ endpoint: { tenant_id: "t1" }, page_token: "ab" });
+    const stdout = await bufCurl("--http2-prior-knowledge", "--protocol", "grpc", "-d", body, `${server.url}/pgmesh.epufs.v1.EpufsService/ListFiles`);
     expect(JSON.parse(stdout)).toEqual({ files: [{ path: "echo:2" }] });
   });
 
   it("lets buf curl check health by reflection", async () => {
-    const { stdout } = await execa(buf, [
-      "curl",
-      "--http2-prior-knowledge",
-      "--protocol",
-      "grpc",
-      "-d",
-      "{}",
-      `${server.url}/grpc.health.v1.Health/Check`,
-    ]);
+    const stdout = await bufCurl("--http2-prior-knowledge", "--protocol", "grpc", "-d", "{}", `${server.url}/grpc.health.v1.Health/Check`);
     expect(JSON.parse(stdout)).toEqual({ status: "SERVING" });
   });
 

@@ -1,8 +1,8 @@
 import { createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import { calculateJwkThumbprint, SignJWT, type JWK } from "jose";
 import { KeyFileError } from "./auth-error.js";
 import type { Scope } from "./claims.js";
+import { readKeyFile } from "./read-key-file.js";
 
 /** A private Ed25519 key that mints tokens; `kid` is the RFC 7638 thumbprint of its public key. */
 export interface SigningKey {
@@ -30,12 +30,7 @@ export interface SignTokenOptions {
 
 /** Reads a PKCS#8 PEM Ed25519 private key, as written by `pgmesh-token keygen`. */
 export async function loadSigningKey(path: string): Promise<SigningKey> {
-  let pem: string;
-  try {
-    pem = await readFile(path, "utf8");
-  } catch (err) {
-    throw new KeyFileError(path, `cannot read: ${(err as Error).message}`);
-  }
+  const pem = await readKeyFile(path);
   let key: KeyObject;
   try {
     key = createPrivateKey(pem);

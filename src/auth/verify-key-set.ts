@@ -1,7 +1,7 @@
 import { createPublicKey } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import { calculateJwkThumbprint, importJWK, type JWK } from "jose";
 import { KeyFileError } from "./auth-error.js";
+import { readKeyFile } from "./read-key-file.js";
 
 /** One public key that verifies tokens; `kid` is the JWKS kid or, for PEM keys, the RFC 7638 thumbprint. */
 export interface VerifyKey {
@@ -18,13 +18,7 @@ const pemBlock = /-----BEGIN PUBLIC KEY-----[\s\S]+?-----END PUBLIC KEY-----/g;
 
 /** Reads --auth-keys: a JWKS JSON document or one or more concatenated SPKI PEM public keys (Ed25519). */
 export async function loadVerifyKeySet(path: string): Promise<VerifyKeySet> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (err) {
-    throw new KeyFileError(path, `cannot read: ${(err as Error).message}`);
-  }
-  return parseVerifyKeySet(text, path);
+  return parseVerifyKeySet(await readKeyFile(path), path);
 }
 
 /** Parses the text of a key file; `source` names it in errors. */

@@ -93,7 +93,11 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
       }
     } catch (err) {
       logger.error({ err, method: req.method, url: req.url }, "http route failed");
-      if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
+      if (res.headersSent) {
+        res.destroy(); // a half-sent body must not look complete
+        return;
+      }
+      res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
       res.end("internal server error; the server log has the cause\n");
     }
   }
@@ -122,12 +126,14 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
   };
 
   const http1 = createHttp1Server({ requestTimeout: 0 }, track);
-  const http2 = createHttp2Server({}, track);
+  // maxSessionMemory (MB): several concurrent streams of 1 MiB chunks fit without ENHANCE_YOUR_CALM resets.
+  const http2 = createHttp2Server({ maxSessionMemory: 64 }, track);
   const sockets = new Set<Socket>();
   const h2Sockets = new WeakSet<Socket>();
   const sessions = new Set<Http2Session>();
   http2.on("session", (session) => {
     sessions.add(session);
+
     session.once("close", () => sessions.delete(session));
   });
 
