@@ -9,6 +9,10 @@ import { freePort } from "../src/net/free-port.js";
 import { initdb, resolveUnprivilegedUser, startPostgres, systemPgBinaries } from "../src/pg/index.js";
 import { newCompute, spec, traversableTempDir } from "./computectl-fixtures.js";
 
+async function* jsonBody(value: unknown): AsyncGenerator<Uint8Array> {
+  yield Buffer.from(JSON.stringify(value));
+}
+
 /** Every file under dir, relative. */
 async function filesUnder(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true });
@@ -46,8 +50,8 @@ describe("Compute start-up from a PGDATA snapshot", () => {
     for (let i = 0; i < files.length; i += 32) {
       await Promise.all(files.slice(i, i + 32).map((file) => store.put(`imports/one/pgdata/${file}`, createReadStream(path.join(source, file)))));
     }
-    await store.put("imports/one/status/pgdata", [Buffer.from(JSON.stringify({ done: true }))]);
-    await store.put("imports/failed/status/pgdata", [Buffer.from(JSON.stringify({ done: false, error: "pg_restore failed" }))]);
+    await store.put("imports/one/status/pgdata", jsonBody({ done: true }));
+    await store.put("imports/failed/status/pgdata", jsonBody({ done: false, error: "pg_restore failed" }));
   });
 
   afterAll(async () => {

@@ -1,6 +1,6 @@
 import { Code } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { parseComputeSpec, parseComputeSpecJson, scramVerifier, SpecError } from "../src/computectl/index.js";
+import { buildDemoSpec, parseComputeSpec, parseComputeSpecJson, scramVerifier, SpecError } from "../src/computectl/index.js";
 import { specJson } from "./computectl-fixtures.js";
 
 function specError(value: unknown): SpecError {
@@ -112,5 +112,20 @@ describe("compute spec", () => {
 
   it("reports JSON that does not parse", () => {
     expect(() => parseComputeSpecJson("{")).toThrow(/not valid JSON/);
+  });
+});
+
+describe("demo spec", () => {
+  it("builds a spec compute-ctl accepts, with a role that owns its database", () => {
+    const spec = parseComputeSpec(buildDemoSpec({
+      tenantId: "t", timelineId: "tl", endpointId: "e", password: "pw",
+      endpointStorage: { addr: "127.0.0.1:7102", token: "tok" }, extensionStore: { addr: "127.0.0.1:7101", downloadToken: "dl" },
+      sharedPreloadLibraries: ["hypopg"],
+    }));
+    expect(spec.roles.map((r) => r.name)).toEqual(["demo"]);
+    expect(spec.roles[0]!.encryptedPassword).toMatch(/^SCRAM-SHA-256\$4096:/);
+    expect(spec.databases).toEqual([{ name: "demo", owner: "demo", connectionLimit: -1 }]);
+    expect(spec.settings).toContainEqual({ name: "shared_preload_libraries", value: "hypopg" });
+    expect(spec.endpointStorage).toEqual({ addr: "127.0.0.1:7102", token: "tok" });
   });
 });

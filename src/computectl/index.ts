@@ -26,3 +26,4 @@ export { defaultPgBinaries } from "./default-pg-binaries.js";
 export { runComputeCtl, type ComputeCtlHandle, type RunComputeCtlOptions } from "./run-compute-ctl.js";
 export { createComputeCtlService } from "./compute-ctl-service.js";
 export { RemoteExtensionLoader, type RemoteExtensionLoaderOptions } from "./remote-extension-loader.js";
+export { buildDemoSpec, type DemoSpecOptions } from "./demo-spec.js";
