@@ -11,6 +11,7 @@ import { serviceOf, createClientTransport, type ServerHandle } from "../src/serv
 import { compileWalRedoOptions, createWalRedoService, RedoProcessPool } from "../src/walredo/index.js";
 import { createTestKeys, type TestKeys } from "./helpers/test-keys.js";
 import { startTestServer } from "./helpers/test-server.js";
+import { startWalRedoHarness } from "./walredo-harness.js";
 
 /** Reads a tar stream of chunks into name -> contents (files) / type (others). */
 async function untar(chunks: AsyncIterable<Uint8Array>): Promise<Map<string, { type: string; data: Buffer }>> {
@@ -119,5 +120,21 @@ describe("WalRedo Initdb", () => {
     }));
     const call = async () => { for await (const _ of computeClient.initdb({ pgMajor: 15 })) void _; };
     await expect(call()).rejects.toMatchObject({ code: Code.PermissionDenied });
+  });
+});
+
+describe("WalRedo Initdb from the bundle", () => {
+  it("runs the bundle's initdb through its launcher and streams the cluster", async () => {
+    const harness = await startWalRedoHarness({});
+    try {
+      const entries = await untar((async function* () {
+        for await (const m of harness.client.initdb({ pgMajor: 15 })) yield m.chunk;
+      })());
+      expect(entries.get("PG_VERSION")?.data.toString()).toBe("15\n");
+      expect(entries.get("global/pg_control")?.data.length).toBe(8192);
+      expect(await readdir(harness.scratchRoot)).toEqual([]);
+    } finally {
+      await harness.close();
+    }
   });
 });

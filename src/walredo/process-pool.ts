@@ -80,12 +80,14 @@ export class RedoProcessPool {
       return await this.attempt(await this.pickShared(lane, request), request);
     } catch (err) {
       if (!(err instanceof AttemptFailure)) throw err;
+      this.ensureOpen(tenantId);
       this.logger(lane).warn({ tag: request.tag, reason: err.message }, "walredo request failed; retrying once on a fresh process");
     }
     try {
       return await this.runSolo(lane, (slot) => this.attempt(slot, request));
     } catch (err) {
       if (!(err instanceof AttemptFailure)) throw err;
+      this.ensureOpen(tenantId);
       const code = err.kind === "timeout" ? Code.DeadlineExceeded : Code.InvalidArgument;
       const why = err.kind === "timeout"
         ? `timed out twice (--request-timeout-ms ${this.options.requestTimeoutMs})`
@@ -118,8 +120,12 @@ export class RedoProcessPool {
     await Promise.all(slots.map((s) => s.process.exited));
   }
 
-  private lane(tenantId: string, pgMajor: number): TenantLane {
+  private ensureOpen(tenantId: string): void {
     if (this.closed) throw new RedoFailedError(Code.Unavailable, tenantId, undefined, "the walredo service is shutting down; retry on another instance");
+  }
+
+  private lane(tenantId: string, pgMajor: number): TenantLane {
+    this.ensureOpen(tenantId);
     const key = `${tenantId}\u0000${pgMajor}`;
     let lane = this.lanes.get(key);
     if (!lane) {
@@ -184,6 +190,7 @@ export class RedoProcessPool {
   private async spawn(lane: TenantLane, request: RedoRequest | undefined): Promise<Slot> {
     const bundleDir = this.options.bundleDir;
     if (!bundleDir) throw new RedoFailedError(Code.Unavailable, lane.tenantId, request?.tag, "no Postgres bundle is configured (--bundle DIR); build one with `bundle --out DIR`");
+    this.ensureOpen(lane.tenantId);
     this.reserve(lane);
     let process: RedoProcess;
     try {
