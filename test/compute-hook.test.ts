@@ -53,6 +53,7 @@ describe("compute hook", () => {
   let user: OsUser;
   let dataRoot: string;
   let remoteExtensions: RemoteExtensions;
+  let token: string;
   const events: ExtensionFilesEvent[] = [];
 
   const computeCtlAddr = () => `127.0.0.1:${computeCtl.address.port}`;
@@ -67,9 +68,9 @@ describe("compute hook", () => {
     }
   }
 
-  async function startComputePostgres(settings: Record<string, string>): Promise<RunningPostgres> {
+  async function startComputePostgres(settings: Record<string, string>, binaries = install.binaries): Promise<RunningPostgres> {
     return startPostgres({
-      binaries: install.binaries,
+      binaries,
       user,
       dataDir: path.join(dataRoot, "data"),
       port: await freePort(),
@@ -86,7 +87,7 @@ describe("compute hook", () => {
     store = await startTestExtensionStore();
     for (const name of remote) await store.publishApproved(await packContribBundle(name));
     remoteExtensions = await store.remoteExtensions(tenantId);
-    const token = await store.downloadToken(tenantId, "ep-hook", remoteExtensions);
+    token = await store.downloadToken(tenantId, "ep-hook", remoteExtensions);
     const logger = pino({ level: "silent" });
     files = new ExtensionFiles({
       remoteExtensions,
@@ -256,5 +257,70 @@ describe("compute hook", () => {
       expect(events).toContainEqual(expect.objectContaining({ type: "installed", extension: "seg" }));
     });
   });
-});
 
+  describe("on a new install, with databases whose extensions were created before", () => {
+    // A compute starting from a snapshot: its catalogs have hstore, cube and seg, its install has none of their files.
+    let freshInstall: ScratchInstall;
+    let freshFiles: ExtensionFiles;
+    let freshComputeCtl: ServerHandle;
+    const freshEvents: ExtensionFilesEvent[] = [];
+
+    async function extensionsInDatabases(): Promise<string[]> {
+      const names = new Set<string>();
+      const databases = await withClient(async (client) => (await client.query("SELECT datname FROM pg_database WHERE datallowconn")).rows);
+      for (const { datname } of databases) {
+        await withClient(async (client) => {
+          for (const { extname } of (await client.query("SELECT extname FROM pg_extension")).rows) names.add(extname);
+        }, datname);
+      }
+      return [...names];
+    }
+
+    beforeAll(async () => {
+      await postgres.stop("fast");
+      freshInstall = await createScratchInstall(remote);
+      await buildComputeHookInto(freshInstall);
+      const logger = pino({ level: "silent" });
+      freshFiles = new ExtensionFiles({
+        remoteExtensions,
+        extensionStore: { addr: store.addr, token },
+        dirs: freshInstall.dirs,
+        logger,
+        backgroundConcurrency: 1,
+        onEvent: (event) => freshEvents.push(event),
+      });
+      await freshFiles.prepare();
+      freshComputeCtl = await startServer({ port: 0, services: [], auth: { insecure: true }, logger, fallback: createExtensionServerRoute(freshFiles, logger) });
+      postgres = await startComputePostgres(
+        computeHookSettings({ computeCtlAddr: `127.0.0.1:${freshComputeCtl.address.port}` }),
+        freshInstall.binaries,
+      );
+    });
+
+    afterAll(async () => {
+      await postgres?.stop("fast");
+      await freshFiles?.close();
+      await freshComputeCtl?.close();
+      await freshInstall?.remove();
+    });
+
+    it("cannot load a library on a function's first call: vanilla Postgres has no hook there", async () => {
+      await expect(withClient((client) => client.query("SELECT '1 .. 2'::seg::text AS s"))).rejects.toThrow(
+        /could not access file "\$libdir\/seg": No such file or directory/,
+      );
+    });
+
+    it("serves such calls once the background download, extensions created in a database first, is done", async () => {
+      const summary = await freshFiles.startBackground(extensionsInDatabases);
+      expect(summary.failed).toEqual([]);
+      const started = freshEvents.flatMap((e) => (e.type === "download_started" ? [[e.extension, e.priority]] : []));
+      expect(started.slice(0, 3).map(([, priority]) => priority)).toEqual(["installed", "installed", "installed"]);
+      expect(started.slice(0, 3).map(([name]) => name).sort()).toEqual(["cube", "hstore", "seg"]);
+      expect(started.slice(3)).toEqual([
+        ["isn", "background"],
+        ["ltree", "background"],
+      ]);
+      expect((await withClient((client) => client.query("SELECT '1 .. 2'::seg::text AS s"))).rows).toEqual([{ s: "1 .. 2" }]);
+    });
+  });
+});
