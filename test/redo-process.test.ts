@@ -313,11 +313,13 @@ describe("postgres --wal-redo (the drop-in interface)", () => {
 });
 
 describe("RedoProcess lifecycle", () => {
-  it("kill() ends the process and its Postgres child, removes the scratch cluster, and rejects later calls", async () => {
+  it("kill() ends the process and its Postgres child (which runs under seccomp), removes the scratch cluster, and rejects later calls", async () => {
     const redo = await startProcess();
     const children = await childrenOf(redo.pid);
     expect(children).toHaveLength(1);
     const postgresChild = children[0]!;
+    const pgPid = Number(postgresChild.split(" ")[0]);
+    expect(await readFile(`/proc/${pgPid}/status`, "utf8")).toMatch(/Seccomp:\s+2\n/);
     const scratchBefore = (await readdir(root)).filter((n) => n.startsWith("pgmesh-redo-"));
     expect(scratchBefore.length).toBeGreaterThan(0);
     redo.kill();
@@ -327,7 +329,6 @@ describe("RedoProcess lifecycle", () => {
     await expect(redo.ping()).rejects.toThrow(RedoProcessExitedError);
     expect(await childrenOf(redo.pid)).toEqual([]);
     expect(await childrenOf(process.pid).then((c) => c.filter((l) => l.endsWith(" Z")))).toEqual([]);
-    const pgPid = Number(postgresChild.split(" ")[0]);
     await expect(readFile(`/proc/${pgPid}/stat`, "utf8")).rejects.toThrow();
     expect((await readdir(root)).filter((n) => scratchBefore.includes(n))).toEqual([]);
   });

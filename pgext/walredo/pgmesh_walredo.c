@@ -31,7 +31,12 @@
  * files (on ext4 that alone costs more than the redo).
  *
  * Anything malformed ends the process with a reason on stderr: exit 1 for a
- * protocol or validation error, 2 for an error raised by redo, 3 for a PANIC.
+ * protocol or validation error, 2 for an error raised by redo, 3 for a PANIC,
+ * 4 for a system call the seccomp filter does not allow. Once started up,
+ * the loop runs under a seccomp filter (libseccomp) that allows only file,
+ * memory and signal calls: no sockets, no exec, no fork. The setting
+ * pgmesh_walredo.seccomp=off (postgres --wal-redo --disable-seccomp) turns
+ * it off.
  * EOF on fd 3 is exit 0. The process never shuts the scratch cluster down
  * cleanly (that would checkpoint pages from the future): it _exit()s.
  *
@@ -40,6 +45,7 @@
 #include "postgres.h"
 
 #include <fcntl.h>
+#include <seccomp.h>
 #include <signal.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
@@ -63,6 +69,8 @@
 #include "storage/md.h"
 #include "storage/pg_shmem.h"
 #include "storage/smgr.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 
 PG_MODULE_MAGIC;
@@ -90,6 +98,7 @@ PG_FUNCTION_INFO_V1(pgmesh_walredo_main);
 #define EXIT_PROTOCOL 1
 #define EXIT_REDO_ERROR 2
 #define EXIT_PANIC 3
+#define EXIT_SECCOMP 4
 
 static const PGAlignedBlock zero_page;
 
@@ -642,6 +651,73 @@ apply_record(uint32 len)
  */
 
 static void
+seccomp_violation(int sig, siginfo_t *info, void *context)
+{
+	char		msg[160];
+	int			len = snprintf(msg, sizeof(msg),
+							   "FATAL:  walredo: system call %d is not allowed in the redo loop (seccomp)\n",
+							   info->si_syscall);
+
+	if (write(STDERR_FILENO, msg, len) < 0)
+		_exit(EXIT_SECCOMP);
+	_exit(EXIT_SECCOMP);
+}
+
+/* What the redo loop needs: pipes and stderr, scratch files, memory, signals to itself, exit. */
+static void
+enter_seccomp(void)
+{
+	static const int allowed[] = {
+		SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(readv), SCMP_SYS(writev),
+		SCMP_SYS(pread64), SCMP_SYS(pwrite64), SCMP_SYS(lseek),
+		SCMP_SYS(open), SCMP_SYS(openat), SCMP_SYS(close), SCMP_SYS(fcntl),
+		SCMP_SYS(stat), SCMP_SYS(lstat), SCMP_SYS(fstat), SCMP_SYS(newfstatat), SCMP_SYS(statx),
+		SCMP_SYS(mkdir), SCMP_SYS(mkdirat), SCMP_SYS(unlink), SCMP_SYS(unlinkat),
+		SCMP_SYS(ftruncate), SCMP_SYS(truncate), SCMP_SYS(fsync), SCMP_SYS(fdatasync),
+		SCMP_SYS(brk), SCMP_SYS(mmap), SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(madvise),
+		SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigaction), SCMP_SYS(rt_sigreturn),
+		SCMP_SYS(kill), SCMP_SYS(tgkill), SCMP_SYS(getpid), SCMP_SYS(gettid), SCMP_SYS(futex),
+		SCMP_SYS(clock_gettime), SCMP_SYS(gettimeofday), SCMP_SYS(getrusage),
+		SCMP_SYS(nanosleep), SCMP_SYS(clock_nanosleep), SCMP_SYS(select), SCMP_SYS(pselect6),
+		SCMP_SYS(exit), SCMP_SYS(exit_group),
+	};
+	struct sigaction sa;
+	scmp_filter_ctx ctx;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = seccomp_violation;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSYS, &sa, NULL) != 0)
+		die(EXIT_PROTOCOL, "cannot install the SIGSYS handler: %m");
+
+	ctx = seccomp_init(SCMP_ACT_TRAP);
+	if (ctx == NULL)
+		die(EXIT_PROTOCOL, "cannot set up the seccomp filter");
+	for (int i = 0; i < lengthof(allowed); i++)
+	{
+		if (allowed[i] < 0)
+			continue;			/* not a system call on this architecture */
+		if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, allowed[i], 0) != 0)
+			die(EXIT_PROTOCOL, "cannot allow system call %d in the seccomp filter", allowed[i]);
+	}
+	if (seccomp_load(ctx) != 0)
+		die(EXIT_PROTOCOL, "cannot load the seccomp filter (run with --disable-seccomp where seccomp is unavailable)");
+	seccomp_release(ctx);
+}
+
+static bool
+seccomp_wanted(void)
+{
+	const char *setting = GetConfigOption("pgmesh_walredo.seccomp", true, false);
+	bool		on = true;
+
+	if (setting != NULL && !parse_bool(setting, &on))
+		die(EXIT_PROTOCOL, "pgmesh_walredo.seccomp is \"%s\"; use on or off", setting);
+	return on;
+}
+
+static void
 make_dir(const char *path)
 {
 	if (mkdir(path, S_IRWXU) != 0 && errno != EEXIST)
@@ -707,6 +783,9 @@ start_up(void)
 		die(EXIT_PROTOCOL, "out of memory allocating the WAL reader");
 
 	frame_context = AllocSetContextCreate(TopMemoryContext, "walredo frame", ALLOCSET_DEFAULT_SIZES);
+
+	if (seccomp_wanted())
+		enter_seccomp();
 }
 
 static void

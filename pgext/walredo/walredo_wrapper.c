@@ -1,9 +1,11 @@
 /*
  * walredo_wrapper.c — the bundle's bin/postgres.
  *
- *   postgres --wal-redo     a walredo process speaking Neon's protocol on its own
+ *   postgres --wal-redo [--disable-seccomp]
+ *                           a walredo process speaking Neon's protocol on its own
  *                           stdin (requests) and stdout (pages), like Neon's
- *                           `postgres --wal-redo`
+ *                           `postgres --wal-redo`; its redo loop runs under a
+ *                           seccomp filter unless --disable-seccomp
  *   postgres ARGS…          exec Debian's real postgres with ARGS
  *
  * For --wal-redo it copies the template cluster into a fresh scratch directory
@@ -231,7 +233,7 @@ kill_child(int sig)
 }
 
 static void
-child_main(const char *root, pid_t parent, const char *data, const char *boot, const char *out)
+child_main(const char *root, pid_t parent, const char *data, const char *boot, const char *out, int seccomp)
 {
 	char datadir_arg[PATH_MAX];
 	char *args[] = {
@@ -248,6 +250,7 @@ child_main(const char *root, pid_t parent, const char *data, const char *boot, c
 		"-c", "log_min_messages=warning",
 		"-c", "log_line_prefix=",
 		"-c", "restart_after_crash=off",
+		"-c", seccomp ? "pgmesh_walredo.seccomp=on" : "pgmesh_walredo.seccomp=off",
 		"template1",
 		NULL
 	};
@@ -275,7 +278,7 @@ child_main(const char *root, pid_t parent, const char *data, const char *boot, c
 }
 
 static int
-wal_redo(const char *root)
+wal_redo(const char *root, int argc, char **argv)
 {
 	const char *base = getenv("PGMESH_WALREDO_SCRATCH_ROOT");
 	char template[PATH_MAX];
@@ -287,7 +290,12 @@ wal_redo(const char *root)
 	pid_t parent = getpid();
 	pid_t pid;
 	int status;
+	int seccomp = 1;
 
+	/* Neon's pageserver may pass more options; only this one means something here. */
+	for (int i = 2; i < argc; i++)
+		if (strcmp(argv[i], "--disable-seccomp") == 0)
+			seccomp = 0;
 	if (base == NULL || base[0] == '\0')
 		base = getenv("TMPDIR");
 	if (base == NULL || base[0] == '\0')
@@ -326,7 +334,7 @@ wal_redo(const char *root)
 	if (pid < 0)
 		fail("cannot fork: %s", strerror(errno));
 	if (pid == 0)
-		child_main(root, parent, data, boot, out);
+		child_main(root, parent, data, boot, out, seccomp);
 	child_pid = pid;
 
 	/* Only the child holds the protocol pipes. */
@@ -360,7 +368,7 @@ main(int argc, char **argv)
 
 	find_root(argv[0], root);
 	if (argc >= 2 && strcmp(argv[1], "--wal-redo") == 0)
-		return wal_redo(root);
+		return wal_redo(root, argc, argv);
 	exec_postgres(root, argc, argv);
 	return 1;
 }
