@@ -1,0 +1,123 @@
+import { access, chmod, mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { execa } from "execa";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ReviewDecision, Visibility } from "../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
+import {
+  PackError,
+  packExtension,
+  packSourceFromDeb,
+  packSourceFromPgConfig,
+  publishBundleFile,
+  type PackedBundle,
+} from "../src/extstore/index.js";
+import { freePort } from "../src/net/free-port.js";
+import { initdb, resolveUnprivilegedUser, startPostgres, type RunningPostgres } from "../src/pg/index.js";
+import { collectDownload, sha256Of, startExtStoreHarness, type ExtStoreHarness } from "./fixtures/extstore/extstore-harness.js";
+import { createScratchInstall, extractBundle, removeExtension, type ScratchInstall } from "./fixtures/extstore/scratch-postgres.js";
+
+describe("pgmesh-pack-extension with real Debian-built extensions", () => {
+  let root: string;
+  let debPath: string;
+  let h: ExtStoreHarness;
+  let install: ScratchInstall;
+  let postgres: RunningPostgres;
+
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), "pgmesh-pack-"));
+    await chmod(root, 0o755);
+    const debDir = join(root, "debs");
+    await execa("mkdir", ["-p", debDir]);
+    // postgresql-15-hypopg is not installed here: fetch the package file only.
+    await execa("apt-get", ["download", "postgresql-15-hypopg"], { cwd: debDir });
+    debPath = join(debDir, (await readdir(debDir)).find((f) => f.endsWith(".deb"))!);
+    h = await startExtStoreHarness("local");
+    install = await createScratchInstall(join(root, "pg"));
+    await removeExtension(install, "hstore"); // so only the bundle can provide it
+    const user = await resolveUnprivilegedUser();
+    await initdb({ binaries: install.binaries, dataDir: join(root, "data"), user, extraArgs: ["--no-sync"] });
+    postgres = await startPostgres({
+      binaries: install.binaries,
+      dataDir: join(root, "data"),
+      user,
+      port: await freePort(),
+      socketDir: join(root, "sock"),
+      logFile: join(root, "pg.log"),
+    });
+  });
+  afterAll(async () => {
+    await postgres?.stop("immediate");
+    await h?.stop();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  async function sql(text: string): Promise<pg.QueryResult> {
+    const client = new pg.Client({ connectionString: postgres.connectionUri() });
+    await client.connect();
+    try {
+      return await client.query(text);
+    } finally {
+      await client.end();
+    }
+  }
+
+  it("packs the same .deb into byte-identical bundles", async () => {
+    const a = await packExtension(await packSourceFromDeb(debPath, 15), join(root, "a.tar"));
+    const b = await packExtension(await packSourceFromDeb(debPath, 15), join(root, "b.tar"));
+    expect(a.name).toBe("hypopg");
+    expect(a.sha256).toBe(b.sha256);
+  });
+
+  it("refuses to pack an extension that is not installed", async () => {
+    await expect(packSourceFromPgConfig("no_such_extension")).rejects.toThrow(PackError);
+  });
+
+  it("packs hypopg (.deb) and hstore (pg_config), serves them through a download token, and CREATE EXTENSION works on PG 15", async () => {
+    await expect(sql("CREATE EXTENSION hstore")).rejects.toThrow(/extension "hstore" is not available|could not open extension control file/);
+    await expect(sql("CREATE EXTENSION hypopg")).rejects.toThrow(/extension "hypopg" is not available|could not open extension control file/);
+
+    const bundles: PackedBundle[] = [
+      await packExtension(await packSourceFromDeb(debPath, 15), join(root, "hypopg.tar")),
+      await packExtension(await packSourceFromPgConfig("hstore"), join(root, "hstore.tar")),
+    ];
+    for (const bundle of bundles) {
+      const { extension } = await publishBundleFile(h.admin, bundle, {
+        pgMajors: [15],
+        visibility: Visibility.PUBLIC,
+        license: "PostgreSQL",
+      });
+      expect(extension).toMatchObject({ name: bundle.name, sha256: bundle.sha256, libraries: [bundle.name] });
+      await h.admin.reviewExtension({ name: bundle.name, sha256: bundle.sha256, decision: ReviewDecision.APPROVE });
+    }
+    const exported = JSON.parse(
+      (await h.controlPlane.exportRemoteExtensions({ tenantId: "t1", pgMajor: 15 })).remoteExtensionsJson,
+    );
+    expect(exported.library_index).toMatchObject({ hypopg: "hypopg", hstore: "hstore" });
+    expect(exported.extension_data.hstore.control_data["hstore.control"]).toContain("module_pathname = '$libdir/hstore'");
+
+    const { token } = await h.controlPlane.issueDownloadToken({
+      tenantId: "t1",
+      endpointId: "ep1",
+      sha256: bundles.map((b) => b.sha256),
+    });
+    for (const bundle of bundles) {
+      const download = await collectDownload(h.anonymous.downloadBundle({ sha256: bundle.sha256, downloadToken: token }));
+      expect(sha256Of(download.bytes)).toBe(bundle.sha256);
+      await extractBundle(download.bytes, install);
+    }
+
+    await sql("CREATE EXTENSION hypopg");
+    await sql("CREATE TABLE t (a int)");
+    const hypo = await sql("SELECT indexname FROM hypopg_create_index('CREATE INDEX ON t (a)')");
+    expect(hypo.rows[0].indexname).toMatch(/btree_t_a/);
+    await sql("CREATE EXTENSION hstore");
+    const hs = await sql("SELECT ('a=>1, b=>2'::hstore) -> 'b' AS b");
+    expect(hs.rows[0].b).toBe("2");
+
+    // The system install was never touched.
+    await expect(access("/usr/share/postgresql/15/extension/hypopg.control")).rejects.toThrow();
+    await expect(access("/usr/share/postgresql/15/extension/hstore.control")).resolves.toBeUndefined();
+  });
+});
