@@ -26,17 +26,21 @@ import {
 const tenantId = "7f2c1d3e4b5a69788796a5b4c3d2e1f0";
 const remote = ["hstore", "isn", "seg", "ltree", "cube"];
 
-/** A TCP server that accepts connections and never answers: a compute-ctl that hangs. */
-async function startUnresponsiveServer(): Promise<{ addr: string; close(): Promise<void> }> {
+/** A TCP server that reads requests and never answers: a compute-ctl that hangs. */
+async function startUnresponsiveServer(): Promise<{ addr: string; firstRequest: Promise<string>; close(): Promise<void> }> {
   const sockets = new Set<net.Socket>();
+  let received!: (request: string) => void;
+  const firstRequest = new Promise<string>((resolve) => (received = resolve));
   const server = net.createServer((socket) => {
     sockets.add(socket);
+    socket.on("data", (data) => received(data.toString()));
     socket.on("close", () => sockets.delete(socket));
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as net.AddressInfo;
   return {
     addr: `127.0.0.1:${port}`,
+    firstRequest,
     close: async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise((resolve) => server.close(resolve));
@@ -216,6 +220,26 @@ describe("compute hook", () => {
         await client.query(`SET pgmesh.compute_ctl_addr = '${hung.addr}'`);
         await client.query("SET statement_timeout = 300");
         await expect(client.query("LOAD 'seg'")).rejects.toThrow("canceling statement due to statement timeout");
+      });
+    } finally {
+      await hung.close();
+    }
+  });
+
+  it("sends a plain HTTP/1.1 POST, waits as wait event Extension, and stops waiting on query cancel", async () => {
+    const hung = await startUnresponsiveServer();
+    try {
+      await withClient(async (waiting) => {
+        const pid = (await waiting.query("SELECT pg_backend_pid() AS pid")).rows[0].pid;
+        await waiting.query(`SET pgmesh.compute_ctl_addr = '${hung.addr}'`);
+        const attempt = waiting.query("LOAD '$libdir/seg'");
+        attempt.catch(() => undefined);
+        expect(await hung.firstRequest).toMatch(/^POST \/extension_server\/seg\?is_library=true HTTP\/1\.1\r\n[^]*Content-Length: 0\r\n[^]*\r\n\r\n$/);
+        await withClient(async (canceller) => {
+          const { rows } = await canceller.query("SELECT wait_event_type, pg_cancel_backend(pid) AS cancelled FROM pg_stat_activity WHERE pid = $1", [pid]);
+          expect(rows).toEqual([{ wait_event_type: "Extension", cancelled: true }]);
+        });
+        await expect(attempt).rejects.toThrow("canceling statement due to user request");
       });
     } finally {
       await hung.close();
