@@ -9,6 +9,7 @@ import { openBlobStore, type BlobStore } from "../src/blob/index.js";
 import {
   DiskFullError,
   getJson,
+  ImportCancelledError,
   InvalidSourceError,
   LogReporter,
   runFastImport,
@@ -169,6 +170,23 @@ describe("fast-import failures", () => {
     } finally {
       await execa("umount", [workdir]);
     }
+  });
+
+  it("stops at once when cancelled, kills what it started, and records the cancellation", async () => {
+    const abort = new AbortController();
+    const { reporter } = capturingReporter();
+    const phaseStarted = reporter.phaseStarted.bind(reporter);
+    reporter.phaseStarted = (phase, detail) => {
+      phaseStarted(phase, detail);
+      if (phase === "dump") abort.abort(new Error("SIGINT"));
+    };
+    const workdir = path.join(root, "cancelled");
+    const run = runFastImport({ store, prefix: "cancelled" }, { source: source.uri("shop"), workdir, jobs: 2, memoryMb: 128 }, reporter, abort.signal);
+    await expect(run).rejects.toThrow(ImportCancelledError);
+    await expect(run).rejects.toThrow("the import was cancelled during dump");
+    await expectFailedSnapshot("cancelled", "dump", /cancelled/);
+    // The local Postgres is gone: its postmaster.pid was removed by the shutdown.
+    await expect(readdir(path.join(workdir, "pgdata"))).resolves.not.toContain("postmaster.pid");
   });
 
   describe("the fast-import binary", () => {

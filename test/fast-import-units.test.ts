@@ -6,6 +6,7 @@ import {
   FastImportOptionsError,
   InvalidSourceError,
   parseSourceConnection,
+  TtyReporter,
 } from "../src/fastimport/index.js";
 
 /** What pg_dumpall --roles-only (15) prints, including a psql meta-command and quoted names. */
@@ -159,5 +160,21 @@ describe("fast-import options", () => {
       max_parallel_workers: "4",
       max_parallel_maintenance_workers: "4",
     });
+  });
+});
+
+describe("fast-import terminal progress", () => {
+  it("redraws one live line with phase, bytes of the estimate, tables and rate, and leaves a line per finished phase", () => {
+    const written: string[] = [];
+    const out = { columns: 120, write: (text: string) => written.push(text) } as unknown as NodeJS.WriteStream;
+    const reporter = new TtyReporter(out);
+    reporter.phaseStarted("dump", "shop");
+    reporter.progress({ phase: "dump", detail: "shop", bytesDone: 5_000_000, bytesTotal: 20_000_000, itemsDone: 3, itemsTotal: 7, itemUnit: "tables", phaseElapsedMs: 2000 });
+    reporter.phaseFinished("dump", 2500);
+    expect(written).toEqual([
+      "\r\x1b[2Kdump: shop",
+      "\r\x1b[2Kdump shop: 5.00 MB / ~20.0 MB, 3/7 tables, 2.50 MB/s, 2 s",
+      "\r\x1b[2K✓ dump (2.5 s)\n",
+    ]);
   });
 });

@@ -5,7 +5,7 @@ import { Writable } from "node:stream";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openBlobStore, type BlobStore } from "../src/blob/index.js";
-import { getJson, LogReporter, runFastImport, SnapshotExistsError } from "../src/fastimport/index.js";
+import { getJson, LogReporter, runFastImport, SnapshotExistsError, type FastImportOptions } from "../src/fastimport/index.js";
 import type { Compute } from "../src/computectl/index.js";
 import type { BlobStoreOptions } from "../src/blob/index.js";
 import type { RunningPostgres } from "../src/pg/index.js";
@@ -54,12 +54,12 @@ describe("fast-import", () => {
     await rm(root, { recursive: true, force: true });
   });
 
-  async function importInto(store: BlobStore, prefix: string, workdir: string) {
+  async function importInto(store: BlobStore, prefix: string, workdir: string, selection: Partial<FastImportOptions> = { roles: ["alice", "Bob Reader"] }) {
     const { reporter, text } = capturingReporter();
     const result = await runFastImport(
       { store, prefix },
       // The password travels apart from the URI, as PGPASSWORD does for the binary.
-      { source: `postgresql://cloud_admin@127.0.0.1:${source.postgres.port}/shop`, sourcePassword: adminPassword, workdir, jobs: 2, memoryMb: 256, roles: ["alice", "Bob Reader"] },
+      { source: `postgresql://cloud_admin@127.0.0.1:${source.postgres.port}/shop`, sourcePassword: adminPassword, workdir, jobs: 2, memoryMb: 256, ...selection },
       reporter,
     );
     return { result, log: text() };
@@ -143,12 +143,18 @@ describe("fast-import", () => {
     expect(await queryAll(uri, "select pg_has_role('alice', 'Bob Reader', 'member') as member")).toEqual([{ member: true }]);
   });
 
-  it("imports into S3 (s3rver) with the same result", async () => {
+  it("imports the whole instance into S3 (s3rver): every database and role, and the same rows", async () => {
     const store = await openBlobStore(s3.url("snapshots"), s3.blobStoreOptions);
     try {
-      await importInto(store, "tenant-a/shop", path.join(root, "work-s3"));
-      expect(await getJson(store, "tenant-a/shop/status/pgdata")).toMatchObject({ done: true });
-      await expectSameAsSource(store, "tenant-a/shop", "restored-s3");
+      const { result } = await importInto(store, "tenant-a/shop", path.join(root, "work-s3"), { wholeInstance: true });
+      expect(result.databases).toEqual(["postgres", "shop"]);
+      expect(result.roles).toEqual(["Bob Reader", "alice"]);
+      expect(await getJson(store, "tenant-a/shop/status/pgdata")).toMatchObject({ done: true, databases: ["postgres", "shop"] });
+      const uri = await expectSameAsSource(store, "tenant-a/shop", "restored-s3");
+      expect(await queryAll(uri, "select rolname, rolsuper from pg_roles where rolname in ('alice', 'Bob Reader') order by 1")).toEqual([
+        { rolname: "Bob Reader", rolsuper: false },
+        { rolname: "alice", rolsuper: false },
+      ]);
       await expectComputeMatches(s3.url("snapshots"), "tenant-a/shop", "compute-s3", s3.blobStoreOptions);
     } finally {
       await store.close();
