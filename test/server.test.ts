@@ -1,3 +1,4 @@
+import { EventEmitter } from "node:events";
 import { request as httpRequest } from "node:http";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
@@ -10,7 +11,7 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { EpufsService, FileInfoSchema } from "../gen/pgmesh/epufs/v1/epufs_pb.js";
-import { createClientTransport, serviceOf, type ServerHandle } from "../src/server/index.js";
+import { createClientTransport, serviceOf, shutdownOnSignal, type ServerHandle } from "../src/server/index.js";
 import { callFailure } from "./helpers/call-failure.js";
 import { startTestServer } from "./helpers/test-server.js";
 
@@ -342,5 +343,24 @@ describe("server close", () => {
     expect(calls[0]).toMatchObject({ code: "ok", peer: expect.stringMatching(/^127\.0\.0\.1:\d+$/) });
     expect(typeof calls[0]!["durationMs"]).toBe("number");
     expect(calls[1]).toMatchObject({ code: "internal", err: { message: "secret detail /etc/shadow" } });
+  });
+});
+
+describe("server shutdown on signal", () => {
+  it("drains an in-flight call on SIGTERM, then exits 0", async () => {
+    const { probe, registration } = probeService();
+    const server = await startTestServer({ services: [registration] });
+    const signals = new EventEmitter();
+    const exitCode = deferred<number>();
+    shutdownOnSignal(server, pino({ level: "silent" }), { process: Object.assign(signals, { exit: exitCode.resolve }) });
+    const client = createClient(EpufsService, createClientTransport({ baseUrl: server.url }));
+    const call = client.listFiles({ endpoint: { tenantId: "gate" } });
+    await probe.gateEntered.promise;
+
+    signals.emit("SIGTERM", "SIGTERM");
+    probe.gate.resolve();
+    expect((await call).files[0]?.path).toBe("after-gate");
+    expect(await exitCode.promise).toBe(0);
+    await expect(fetch(`${server.url}/nowhere`)).rejects.toThrow();
   });
 });

@@ -2,7 +2,7 @@ export { peerKey } from "./call-context.js";
 export { createClientTransport, type ClientTransportOptions } from "./client-transport.js";
 export { createLogger } from "./create-logger.js";
 export { loadServerAuth } from "./load-server-auth.js";
-export { shutdownOnSignal } from "./shutdown-on-signal.js";
+export { shutdownOnSignal, type Closable, type ShutdownOnSignalOptions } from "./shutdown-on-signal.js";
 export {
   compileServerOptions,
   serviceOf,

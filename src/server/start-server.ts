@@ -40,8 +40,8 @@ export interface ServerHandle {
 type AnyRequest = IncomingMessage | Http2ServerRequest;
 type AnyResponse = ServerResponse | Http2ServerResponse;
 
-/** How long aborted calls get to write their error before connections are cut. */
-const abortFlushMs = 1_000;
+/** How long connections get to send their last bytes (responses, aborted calls' errors) before they are cut. */
+const flushMs = 2_000;
 
 /**
  * Serves the given services, plus grpc.health.v1 and server reflection v1 and
@@ -104,7 +104,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
 
   // In-flight requests, so close() can wait for them.
   let inFlight = 0;
-  let idle: (() => void) | undefined;
+  let changed: (() => void) | undefined; // wakes waitFor() when a request or a connection ends
   let draining = false;
   const http1Busy = new Map<Socket, number>();
   const track = (req: AnyRequest, res: AnyResponse): void => {
@@ -120,7 +120,8 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
           if (draining) socket.end();
         }
       }
-      if (--inFlight === 0) idle?.();
+      inFlight--;
+      changed?.();
     });
     handler(req, res);
   };
@@ -139,7 +140,10 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
 
   const net = createNetServer((socket) => {
     sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
+    socket.once("close", () => {
+      sockets.delete(socket);
+      changed?.();
+    });
     socket.on("error", (err) => logger.debug({ err }, "connection error"));
     sniffProtocol(socket, (protocol) => {
       if (protocol === "h2") {
@@ -177,28 +181,31 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
       // Idle HTTP/1.1 keep-alive connections (and ones still being sniffed) go now.
       if (!h2Sockets.has(socket) && !http1Busy.has(socket)) socket.end();
     }
-    await waitIdle(graceMs);
+    await waitFor(() => inFlight === 0, graceMs);
     if (inFlight > 0) {
       logger.warn({ inFlight }, "grace time over; aborting calls still running");
       shutdown.abort(new ConnectError("the server is shutting down", Code.Unavailable));
-      await waitIdle(abortFlushMs);
     }
+    // Closed sessions and ended sockets go once their last bytes are out; cut what is left.
+    await waitFor(() => sockets.size === 0, flushMs);
     for (const session of sessions) session.destroy();
     for (const socket of sockets) socket.destroy();
     await stopped;
     logger.info("closed");
   }
 
-  function waitIdle(ms: number): Promise<void> {
-    if (inFlight === 0) return Promise.resolve();
+  function waitFor(done: () => boolean, ms: number): Promise<void> {
+    if (done()) return Promise.resolve();
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done(): void {
+      const finish = (): void => {
         clearTimeout(timer);
-        idle = undefined;
+        changed = undefined;
         resolve();
-      }
-      idle = done;
+      };
+      const timer = setTimeout(finish, ms);
+      changed = () => {
+        if (done()) finish();
+      };
     });
   }
 
