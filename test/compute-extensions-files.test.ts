@@ -113,6 +113,15 @@ describe("ExtensionFiles", () => {
       expect(started().map((e) => e.extension).sort()).toEqual(["hstore", "isn"]);
     });
 
+    it("installs what a preload library's extension requires, and leaves no pending mark behind", async () => {
+      await open({ preloadLibraries: ["earthdistance"] }).prepare();
+      for (const name of ["cube", "earthdistance"]) {
+        expect(await exists(path.join(dirs.pkglibdir, `${name}.so`))).toBe(true);
+        expect(await exists(extensionFile(`${name}.pgmesh-pending`))).toBe(false);
+      }
+      expect(installedEvents()).toEqual(["cube", "earthdistance"]);
+    });
+
     it("does not fetch a bundle again on a later start on the same install", async () => {
       await open({ preloadLibraries: ["hstore"] }).prepare();
       events = [];

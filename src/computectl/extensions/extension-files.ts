@@ -76,6 +76,8 @@ const retryableCodes = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.In
 export class ExtensionFiles {
   readonly options: CompiledExtensionFilesOptions;
   private readonly installed = new Map<string, string>();
+  /** prepare()'s control-file writes by extension; a download waits for its own so the pending mark is not written after it. */
+  private readonly laidDown = new Map<string, Promise<boolean>>();
   private readonly queue: DownloadQueue;
   private readonly abort = new AbortController();
   private readonly download: BundleDownloader | undefined;
@@ -97,19 +99,13 @@ export class ExtensionFiles {
    */
   async prepare(): Promise<ExtensionStartupTimings> {
     const start = performance.now();
-    const laidDown = new Map<string, Promise<boolean>>();
-    for (const extension of this.options.allowed.values()) laidDown.set(extension.name, this.layDownControlFiles(extension));
+    for (const extension of this.options.allowed.values()) this.laidDown.set(extension.name, this.layDownControlFiles(extension));
     const preload = [
       ...new Set(this.options.preloadLibraries.flatMap((library) => this.options.libraryIndex.get(library) ?? [])),
     ];
     const [control, downloads] = await Promise.allSettled([
-      Promise.all(laidDown.values()).then((written) => ({ ms: performance.now() - start, written: written.filter(Boolean).length })),
-      Promise.all(
-        preload.map(async (name) => {
-          await laidDown.get(name);
-          await this.fetch(name, "on_demand", new Set());
-        }),
-      ).then(() => performance.now() - start),
+      Promise.all(this.laidDown.values()).then((written) => ({ ms: performance.now() - start, written: written.filter(Boolean).length })),
+      Promise.all(preload.map((name) => this.fetch(name, "on_demand", new Set()))).then(() => performance.now() - start),
     ]);
     if (control.status === "rejected") throw control.reason;
     if (downloads.status === "rejected") throw downloads.reason;
@@ -210,6 +206,7 @@ export class ExtensionFiles {
   }
 
   private async runDownload(name: string, priority: DownloadPriority): Promise<void> {
+    await this.laidDown.get(name)?.catch(() => undefined);
     if (this.isInstalled(name)) return;
     const { sha256 } = this.options.allowed.get(name)!;
     const signal = this.abort.signal;
