@@ -66,6 +66,11 @@ describe("auth interceptor", () => {
     expect(err.rawMessage).toBe("missing bearer token: send 'authorization: Bearer <jwt>'");
   });
 
+  it("refuses a streaming call without a token before the handler runs", async () => {
+    const err = await callFailure(epufs(server).getFile({ endpoint, path: "pg_stat/pgstat.stat" }));
+    expect(err.code).toBe(Code.Unauthenticated);
+  });
+
   it("refuses an authorization header that is not Bearer", async () => {
     const transport = createClientTransport({
       baseUrl: server.url,

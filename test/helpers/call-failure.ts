@@ -1,9 +1,20 @@
 import { ConnectError } from "@connectrpc/connect";
 
-/** The ConnectError a call fails with; throws when the call succeeds. */
-export async function callFailure(call: Promise<unknown> | (() => Promise<unknown>)): Promise<ConnectError> {
+type Call = Promise<unknown> | AsyncIterable<unknown> | (() => Promise<unknown> | AsyncIterable<unknown>);
+
+/**
+ * The ConnectError a call fails with: a unary call's promise, a server
+ * stream (read to its end), or a function returning either. Throws when the
+ * call succeeds.
+ */
+export async function callFailure(call: Call): Promise<ConnectError> {
   try {
-    await (typeof call === "function" ? call() : call);
+    const started = typeof call === "function" ? call() : call;
+    if (Symbol.asyncIterator in started) {
+      for await (const _ of started);
+    } else {
+      await started;
+    }
   } catch (err) {
     return ConnectError.from(err);
   }
