@@ -27,3 +27,4 @@ export { runComputeCtl, type ComputeCtlHandle, type RunComputeCtlOptions } from 
 export { createComputeCtlService } from "./compute-ctl-service.js";
 export { RemoteExtensionLoader, type RemoteExtensionLoaderOptions } from "./remote-extension-loader.js";
 export { buildDemoSpec, type DemoSpecOptions } from "./demo-spec.js";
+export { ensureInitdbTemplate, type InitdbTemplateOptions } from "./initdb-template.js";

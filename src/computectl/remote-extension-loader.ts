@@ -9,6 +9,7 @@ import {
   createExtensionServerRoute,
   ExtensionFiles,
   readPgInstallDirs,
+  type BackgroundSummary,
   type EnsureOptions,
   type EnsureResult,
   type PgInstallDirs,
@@ -31,6 +32,7 @@ export interface RemoteExtensionLoaderOptions {
 export class RemoteExtensionLoader implements ComputeExtensions {
   #dirs: PgInstallDirs | undefined;
   #files: ExtensionFiles | undefined;
+  #background: Promise<BackgroundSummary> | undefined;
   readonly httpHandler: FallbackHandler;
 
   constructor(private readonly options: RemoteExtensionLoaderOptions) {
@@ -60,7 +62,12 @@ export class RemoteExtensionLoader implements ComputeExtensions {
   }
 
   afterRunning(listInstalled: () => Promise<readonly string[]>): void {
-    void this.#files?.startBackground(listInstalled);
+    this.#background = this.#files?.startBackground(listInstalled);
+  }
+
+  /** Resolves when the current start's background downloads are done (undefined before any). */
+  async backgroundDone(): Promise<BackgroundSummary | undefined> {
+    return this.#background;
   }
 
   ensure(name: string, isLibrary: boolean): Promise<EnsureResult> {
