@@ -1,9 +1,7 @@
 import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { Writable } from "node:stream";
 import { execa } from "execa";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openBlobStore, type BlobStore } from "../src/blob/index.js";
 import {
@@ -11,7 +9,6 @@ import {
   getJson,
   ImportCancelledError,
   InvalidSourceError,
-  LogReporter,
   runFastImport,
   SourceUnreachableError,
   ToolFailedError,
@@ -19,16 +16,10 @@ import {
   type FastImportOptions,
 } from "../src/fastimport/index.js";
 import { freePort } from "../src/net/free-port.js";
-import { adminPassword, startSourceServer, type SourceServer } from "./fast-import-fixtures.js";
+import { adminPassword, capturingReporter, startSourceServer, type SourceServer } from "./fast-import-fixtures.js";
 
 const restrictedPassword = "r3stricted-Pw";
 const repoRoot = path.resolve(import.meta.dirname, "..");
-
-function capturingReporter(): { reporter: LogReporter; text: () => string } {
-  const chunks: string[] = [];
-  const sink = new Writable({ write: (chunk, _enc, done) => { chunks.push(String(chunk)); done(); } });
-  return { reporter: new LogReporter(pino({ level: "info" }, sink)), text: () => chunks.join("") };
-}
 
 describe("fast-import failures", () => {
   let root: string;

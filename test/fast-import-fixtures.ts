@@ -6,11 +6,13 @@
 import { createWriteStream } from "node:fs";
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { Readable } from "node:stream";
+import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { execa } from "execa";
 import pg from "pg";
+import { pino } from "pino";
 import type { BlobStore } from "../src/blob/index.js";
+import { LogReporter } from "../src/fastimport/index.js";
 import { freePort } from "../src/net/free-port.js";
 import {
   chownTree,
@@ -175,4 +177,11 @@ export async function startFromSnapshot(store: BlobStore, prefix: string, root: 
     binaries, user, dataDir, port: await freePort(),
     socketDir: path.join(root, `${name}-run`), logFile: path.join(root, `${name}.log`),
   });
+}
+
+/** A LogReporter whose JSON lines are kept, to check what an import logged. */
+export function capturingReporter(): { reporter: LogReporter; text: () => string } {
+  const chunks: string[] = [];
+  const sink = new Writable({ write: (chunk, _enc, done) => { chunks.push(String(chunk)); done(); } });
+  return { reporter: new LogReporter(pino({ level: "info" }, sink)), text: () => chunks.join("") };
 }

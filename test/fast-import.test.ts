@@ -1,11 +1,9 @@
 import { chmod, mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { Writable } from "node:stream";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openBlobStore, type BlobStore } from "../src/blob/index.js";
-import { getJson, LogReporter, runFastImport, SnapshotExistsError, type FastImportOptions } from "../src/fastimport/index.js";
+import { getJson, runFastImport, SnapshotExistsError, type FastImportOptions } from "../src/fastimport/index.js";
 import type { Compute } from "../src/computectl/index.js";
 import type { BlobStoreOptions } from "../src/blob/index.js";
 import type { RunningPostgres } from "../src/pg/index.js";
@@ -13,6 +11,7 @@ import { newCompute, spec } from "./computectl-fixtures.js";
 import { startS3rver, type S3rverHandle } from "./helpers/s3rver.js";
 import {
   adminPassword,
+  capturingReporter,
   createProofDatabase,
   queryAll,
   startFromSnapshot,
@@ -22,12 +21,8 @@ import {
   type TableChecksum,
 } from "./fast-import-fixtures.js";
 
-/** A LogReporter whose JSON lines land in `lines`. */
-function capturingReporter(): { reporter: LogReporter; text: () => string } {
-  const chunks: string[] = [];
-  const sink = new Writable({ write: (chunk, _enc, done) => { chunks.push(String(chunk)); done(); } });
-  return { reporter: new LogReporter(pino({ level: "info" }, sink)), text: () => chunks.join("") };
-}
+/** An import, a restore and a compute start; generous because the whole suite shares two cores. */
+const importTimeoutMs = 300_000;
 
 describe("fast-import", () => {
   let root: string;
@@ -105,7 +100,7 @@ describe("fast-import", () => {
     ]);
     await queryAll(uri, "create extension amcheck");
     await queryAll(uri, "select bt_index_check('docs_title_btree', true), bt_index_check('pgbench_accounts_pkey', true)");
-  });
+  }, importTimeoutMs);
 
   /** compute-ctl's "snapshot" base_data source lays down PGDATA from P; the data must match the source. */
   async function expectComputeMatches(storage: string, prefix: string, name: string, blobStoreOptions: BlobStoreOptions = {}): Promise<void> {
@@ -159,7 +154,7 @@ describe("fast-import", () => {
     } finally {
       await store.close();
     }
-  });
+  }, importTimeoutMs);
 
   it("refuses a prefix that already holds a done snapshot, and changes nothing", async () => {
     const store = await openBlobStore(`file://${root}/store`);

@@ -1,4 +1,4 @@
-import { readdir, rm, stat } from "node:fs/promises";
+import { readdir, rm, stat, statfs } from "node:fs/promises";
 import path from "node:path";
 import type { BlobStore } from "../blob/index.js";
 import { resolveUnprivilegedUser } from "../pg/index.js";
@@ -109,7 +109,10 @@ export async function runFastImport(
     cluster = local;
 
     await phase("initdb", layout.pgdata, () => local.initdb());
-    await phase("start", "bulk-load settings", () => local.start());
+    await phase("start", "bulk-load settings", async () => {
+      await local.start();
+      await local.createDatabases(catalog.databases);
+    });
 
     const roles = await phase("roles", catalog.roles === undefined ? "every role" : `${catalog.roles.length} chosen`, async () => {
       if (catalog.roles?.length === 0) return [];
@@ -120,10 +123,10 @@ export async function runFastImport(
         throw new FastImportError("roles", `role(s) ${missing.map((m) => JSON.stringify(m)).join(", ")} do not exist on the source; check --roles`);
       }
       await local.applyRoles(script.statements);
+      if (script.skipped.length > 0) reporter.warn("left out role statements fast-import does not carry over", { statements: script.skipped });
       if (script.demoted.length > 0) reporter.warn("roles imported without SUPERUSER, REPLICATION or BYPASSRLS, which a compute's users cannot hold", { roles: script.demoted });
       return script.roles;
     });
-    await local.createDatabases(catalog.databases);
 
     let tables = 0;
     for (const [index, db] of catalog.databases.entries()) {
@@ -256,8 +259,19 @@ async function explainFailure(
   const code = (thrown as NodeJS.ErrnoException | undefined)?.code;
   if (code === "ENOSPC") return new DiskFullError(phase, workdir, (thrown as Error).message);
   const logLine = (await cluster?.logTail().catch(() => ""))?.split("\n").find((line) => /No space left on device/i.test(line));
-  return logLine ? new DiskFullError(phase, workdir, logLine.trim()) : error;
+  if (logLine) return new DiskFullError(phase, workdir, logLine.trim());
+  // The server log lives in the working directory too, so a full disk may have swallowed it.
+  if (phasesWritingWorkdir.has(phase)) {
+    const fs = await statfs(workdir).catch(() => undefined);
+    const free = fs ? fs.bavail * fs.bsize : Infinity;
+    if (free < nearlyFullBytes) return new DiskFullError(phase, workdir, `${error.message}; ${free} bytes are left free`);
+  }
+  return error;
 }
+
+const phasesWritingWorkdir = new Set<ImportPhase>(["initdb", "start", "dump", "restore", "vacuum", "stop"]);
+/** Less free space than this after a failure means the failure was the full disk. */
+const nearlyFullBytes = 16 * 1024 * 1024;
 
 /** Total size of the files under `dir` (0 when it does not exist yet). */
 async function treeBytes(dir: string): Promise<number> {
