@@ -114,7 +114,8 @@ export class BundleCache {
     const claims = await verifyDownloadToken(request.downloadToken, this.options.verifyKeys, this.now());
     requireNamedBundle(claims.bundles, sha256);
     for (let attempt = 0; ; attempt += 1) {
-      const served = await this.openVerified(sha256);
+      // Right after a fetch the bytes were hashed as they were written: no second pass.
+      const served = await this.openVerified(sha256, attempt > 0);
       if (served !== undefined) {
         const { file, entry } = served;
         try {
@@ -137,11 +138,11 @@ export class BundleCache {
   }
 
   /**
-   * Opens a cached bundle after checking its bytes against its sha256, and
-   * marks it most recently used. A corrupt entry is removed; undefined then,
-   * as for a miss.
+   * Opens a cached bundle after checking its bytes against its sha256 (unless
+   * it was just fetched and checked), and marks it most recently used. A
+   * corrupt entry is removed; undefined then, as for a miss.
    */
-  private async openVerified(sha256: string) {
+  private async openVerified(sha256: string, justFetched: boolean) {
     const entry = this.entries.get(sha256);
     if (entry === undefined) return undefined;
     let file;
@@ -151,6 +152,7 @@ export class BundleCache {
       this.forget(sha256);
       return undefined;
     }
+    if (justFetched) return { file, entry };
     const hash = createHash("sha256");
     for await (const chunk of createReadStream("", { fd: file, start: 0, autoClose: false, highWaterMark: 1024 * 1024 })) {
       hash.update(chunk as Buffer);
