@@ -20,3 +20,4 @@ export {
 } from "./token-signer.js";
 export { createTokenVerifier, type TokenVerifier, type TokenVerifierOptions } from "./token-verifier.js";
 export { loadVerifyKeySet, parseVerifyKeySet, type VerifyKey, type VerifyKeySet } from "./verify-key-set.js";
+export { runTokenCommand } from "./token-command.js";

@@ -1,5 +1,5 @@
 export { envVarOf, formatUsage, parseFlags, type FlagSpec, type FlagSpecs, type FlagType, type FlagValues, type ParsedFlags } from "./flags.js";
-export { defineFlags, parseCommandLine, type CommandLineIo, type Program } from "./parse-command-line.js";
+export { defineFlags, exitWithUsageError, parseCommandLine, type CommandLineIo, type Program } from "./parse-command-line.js";
 export {
   compileServiceConfig,
   logLevelNames,

@@ -55,7 +55,13 @@ export function parseCommandLine<S extends FlagSpecs, R = ParsedFlags<S>>(
     return options.validate ? options.validate(parsed) : (parsed as R);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
-    io.stderr(`${program.name}: ${err.message}\nRun '${program.name} --help' for usage.\n`);
-    return io.exit(2);
+    return exitWithUsageError(program, err, io);
   }
+}
+
+/** Prints `name: message` and a pointer to --help, then exits 2: for usage errors found after parsing. */
+export function exitWithUsageError(program: Program, err: UsageError, io: Partial<CommandLineIo> = {}): never {
+  const { stderr, exit } = { ...processIo, ...io };
+  stderr(`${program.name}: ${err.message}\nRun '${program.name} --help' for usage.\n`);
+  return exit(2);
 }
