@@ -2,10 +2,9 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { blobStoreOptionsFromEnv } from "../src/blob/index.js";
-import { createTokenVerifier, loadVerifyKeySet } from "../src/auth/index.js";
 import { defaultPgBinaries, parseComputeSpecJson, RemoteExtensionLoader, runComputeCtl } from "../src/computectl/index.js";
 import { defineFlags, logLevelNames, parseCommandLine, parseListen, serviceFlags, UsageError, type LogLevelName } from "../src/config/index.js";
-import { createLogger } from "../src/server/index.js";
+import { createLogger, loadServerAuth, shutdownOnSignal } from "../src/server/index.js";
 
 const { storage: _storage, ...shared } = serviceFlags("compute-ctl");
 const flags = defineFlags({
@@ -37,13 +36,13 @@ async function main(): Promise<void> {
       const v = parsed.values;
       if (!v.pgdata) throw new UsageError("--pgdata (-D) is required (or PGMESH_PGDATA)");
       if (!v.authKeys && !v.insecureNoAuth) throw new UsageError("give --auth-keys FILE to verify bearer tokens, or --insecure-no-auth for development");
+      if (v.authKeys && v.insecureNoAuth) throw new UsageError("--auth-keys and --insecure-no-auth exclude each other; give one");
       if (!(logLevelNames as readonly string[]).includes(v.logLevel)) throw new UsageError(`--log-level must be one of ${logLevelNames.join(", ")}`);
       parseListen(v.listen);
       return parsed;
     },
   });
   const logger = createLogger({ service: "compute-ctl", level: values.logLevel as LogLevelName });
-  if (values.insecureNoAuth) logger.warn("serving WITHOUT authentication (--insecure-no-auth): anybody who reaches the port controls the compute");
   const spec = values.spec ? parseComputeSpecJson(await readFile(values.spec, "utf8")) : undefined;
   const binaries = await defaultPgBinaries(values.pgbin);
   const handle = await runComputeCtl({
@@ -56,21 +55,11 @@ async function main(): Promise<void> {
     pgListenAddresses: values.pgListen,
     blobStoreOptions: blobStoreOptionsFromEnv(process.env),
     ...parseListen(values.listen),
-    auth: values.authKeys ? { verifier: createTokenVerifier(await loadVerifyKeySet(values.authKeys)) } : { insecure: true },
+    auth: await loadServerAuth({ authKeysPath: values.authKeys, insecureNoAuth: values.insecureNoAuth }, logger),
     logger,
   });
-  let signalled = false;
-  for (const signal of ["SIGTERM", "SIGINT"] as const) {
-    process.on(signal, () => {
-      if (signalled) process.exit(1);
-      signalled = true;
-      logger.info({ signal }, "terminating the compute");
-      handle.close().then(() => process.exit(0), (err: unknown) => {
-        logger.error({ err }, "shutdown failed");
-        process.exit(1);
-      });
-    });
-  }
+  // SIGTERM/SIGINT: terminate the compute (files saved to Epufs), stop serving, exit 0.
+  shutdownOnSignal({ ...handle.server, close: () => handle.close() }, logger);
 }
 
 main().catch((err: unknown) => {

@@ -1,6 +1,6 @@
 import { access, copyFile } from "node:fs/promises";
 import path from "node:path";
-import { createClient, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ComputeCtlService, TerminateMode } from "../gen/pgmesh/computectl/v1/compute_ctl_pb.js";
@@ -119,6 +119,9 @@ describe("compute end to end", () => {
       expect(rows).toEqual([{ [marker]: "1" }]);
     });
     await access(path.join(install.dirs.pkglibdir, "hstore.so"));
+    expect(await first.ctl.ensureExtension({ name: "hstore" })).toMatchObject({ extension: "hstore", alreadyPresent: true });
+    const refused = await first.ctl.ensureExtension({ name: "not_in_the_index" }).catch((err: unknown) => ConnectError.from(err));
+    expect(refused).toMatchObject({ code: Code.PermissionDenied });
 
     const terminated = await first.ctl.terminate({ mode: TerminateMode.FAST });
     expect(terminated.status?.stateName).toBe("terminated");

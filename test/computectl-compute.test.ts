@@ -88,9 +88,30 @@ describe("Compute failures", () => {
     expect(compute.state.state).toBe("failed");
   });
 
+  it("leaves roles and databases alone with skip_pg_catalog_updates", async () => {
+    const compute = await start("skip-catalog", {
+      skip_pg_catalog_updates: true,
+      cluster: { roles: [{ name: "alice" }], databases: [{ name: "app", owner: "alice" }] },
+    });
+    const status = await compute.waitUntilRunning();
+    expect(status.timings.configMs).toBeLessThan(status.timings.totalMs);
+    expect((await compute.roles()).map((r) => r.name)).toEqual(["cloud_admin"]);
+    expect((await compute.databases()).map((d) => d.name)).toEqual(["postgres"]);
+  });
+
   it("still starts when Epufs is down, and says so in the status", async () => {
     const compute = await start("epufs-down", { endpoint_storage_addr: "127.0.0.1:1", endpoint_storage_token: "x" });
     const status = await compute.waitUntilRunning();
     expect(status.error).toMatch(/^endpoint storage unavailable at 127\.0\.0\.1:1; started without saved files \(/);
+  });
+
+  it("terminates with an immediate shutdown and reports terminated", async () => {
+    const compute = await start("immediate");
+    await compute.waitUntilRunning();
+    const postgres = compute.postgres!;
+    const status = await compute.terminate("immediate");
+    expect(status.state).toBe("terminated");
+    expect(postgres.hasExited).toBe(true);
+    expect(await postgres.logTail()).toContain("received immediate shutdown request");
   });
 });
