@@ -3,25 +3,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTokenVerifier, loadVerifyKeySet, runTokenCommand } from "../src/auth/index.js";
+import { runCommand } from "./helpers/run-command.js";
 
-/** Runs pgmesh-token in-process; exit throws so the test sees the code. */
-async function pgmeshToken(...argv: string[]) {
-  const out = { stdout: "", stderr: "", code: 0 };
-  try {
-    await runTokenCommand({
-      argv,
-      env: {},
-      stdout: (t) => (out.stdout += t),
-      stderr: (t) => (out.stderr += t),
-      exit: (code) => {
-        out.code = code;
-        throw new Error(`exit ${code}`);
-      },
-    });
-  } catch (err) {
-    if ((err as Error).message !== `exit ${out.code}`) throw err;
-  }
-  return out;
+/** Runs pgmesh-token in-process. */
+function pgmeshToken(...argv: string[]) {
+  return runCommand(runTokenCommand, argv);
 }
 
 describe("pgmesh-token", () => {

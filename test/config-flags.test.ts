@@ -8,10 +8,10 @@ import {
   parseListen,
   serviceFlags,
   UsageError,
-  type CommandLineIo,
   type FlagSpecs,
   type ParsedFlags,
 } from "../src/config/index.js";
+import { runCommand } from "./helpers/run-command.js";
 
 const flags = defineFlags({
   pgdata: { type: "string", short: "D", valueName: "DIR", help: "Data directory" },
@@ -20,26 +20,10 @@ const flags = defineFlags({
   "allow-path": { type: "list", default: ["a"], help: "Allowed paths" },
 });
 
-/** Runs parseCommandLine with captured output; exit throws so the test sees the code. */
+/** Runs parseCommandLine as a binary would. */
 function run<S extends FlagSpecs>(specs: S, argv: string[], validate?: (parsed: ParsedFlags<S>) => unknown) {
-  const out = { stdout: "", stderr: "", code: undefined as number | undefined };
-  const io: Partial<CommandLineIo> = {
-    argv,
-    env: {},
-    stdout: (t) => (out.stdout += t),
-    stderr: (t) => (out.stderr += t),
-    exit: (code) => {
-      out.code = code;
-      throw new Error(`exit ${code}`);
-    },
-  };
-  let result: unknown;
-  try {
-    result = parseCommandLine({ name: "prog", description: "Does things." }, specs, { io, ...(validate ? { validate } : {}) });
-  } catch (err) {
-    if (out.code === undefined) throw err;
-  }
-  return { ...out, result };
+  const program = { name: "prog", description: "Does things." };
+  return runCommand((io) => parseCommandLine(program, specs, { io, ...(validate ? { validate } : {}) }), argv);
 }
 
 describe("flag parsing", () => {
@@ -87,8 +71,8 @@ describe("flag parsing", () => {
 });
 
 describe("command line", () => {
-  it("prints usage with env vars and defaults for --help and exits 0", () => {
-    const { stdout, code } = run(flags, ["--help"]);
+  it("prints usage with env vars and defaults for --help and exits 0", async () => {
+    const { stdout, code } = await run(flags, ["--help"]);
     expect(code).toBe(0);
     expect(stdout).toContain("Usage: prog [flags]");
     expect(stdout).toContain("Does things.");
@@ -96,14 +80,14 @@ describe("command line", () => {
     expect(stdout).toMatch(/--max-file-bytes N\s+Largest file \(env PGMESH_MAX_FILE_BYTES; default 100\)/);
   });
 
-  it("prints the error and exits 2 on a bad flag", () => {
-    const { stderr, code } = run(flags, ["--max-file-bytes", "x"]);
+  it("prints the error and exits 2 on a bad flag", async () => {
+    const { stderr, code } = await run(flags, ["--max-file-bytes", "x"]);
     expect(code).toBe(2);
     expect(stderr).toBe('prog: --max-file-bytes must be a number, got "x"\nRun \'prog --help\' for usage.\n');
   });
 
-  it("exits 2 on a UsageError from validation", () => {
-    const { stderr, code } = run(serviceFlags("epufs"), [], ({ values }) => compileServiceConfig(values));
+  it("exits 2 on a UsageError from validation", async () => {
+    const { stderr, code } = await run(serviceFlags("epufs"), [], ({ values }) => compileServiceConfig(values));
     expect(code).toBe(2);
     expect(stderr).toContain("give --auth-keys FILE");
   });
