@@ -302,5 +302,19 @@ describe.each(["local directory", "S3 (s3rver)"])("Epufs over %s", (backend) => 
       // Other endpoints have their own quota.
       await putFile(controlPlane, endpointRef(T, TL, "ep-two"), PGSTAT, content(MiB, 9), { chunkBytes: MiB });
     });
+
+    it("lets only one of two concurrent puts through when both together exceed the quota", async () => {
+      const MiB = 1024 * 1024;
+      const results = await Promise.allSettled([
+        putFile(compute, ep, PREWARM, content(4 * MiB, 10), { chunkBytes: MiB / 2 }),
+        putFile(compute, ep, STATEMENTS, content(3 * MiB, 11), { chunkBytes: MiB / 2 }),
+      ]);
+      expect(results.map((result) => result.status).sort()).toEqual(["fulfilled", "rejected"]);
+      const refused = results.find((result) => result.status === "rejected") as PromiseRejectedResult;
+      expect((await connectErrorOf(Promise.reject(refused.reason))).code).toBe(Code.ResourceExhausted);
+      const listed = await compute.listFiles({ endpoint: ep });
+      expect(listed.files).toHaveLength(1);
+      expect([4 * MiB, 3 * MiB]).toContain(Number(listed.files[0]!.size));
+    });
   });
 });

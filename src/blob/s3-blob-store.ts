@@ -80,6 +80,8 @@ export class S3BlobStore implements BlobStore {
         }),
         options.signal ? { abortSignal: options.signal } : {},
       );
+      // PutObject does not return LastModified; the completion time here is within
+      // a second of it (what a later head() or list() reports).
       return { key, size: spool.size, etag: unquote(output.ETag), modified: new Date() };
     } finally {
       await unlink(spool.path).catch(() => undefined);
