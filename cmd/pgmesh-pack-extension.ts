@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { resolve } from "node:path";
 import { createClient } from "@connectrpc/connect";
-import { ExtensionStoreService, Visibility } from "../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
+import { ExtensionStoreService, ReviewState, Visibility } from "../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
 import { defineFlags, parseCommandLine, parseListen, UsageError } from "../src/config/index.js";
 import {
   BundleRejectedError,
@@ -74,7 +74,7 @@ try {
       needsSessionPreload: values.needsSessionPreload,
       ...(values.version !== undefined ? { version: values.version } : {}),
     });
-    published = { alreadyExisted: response.alreadyExisted, reviewState: response.extension?.reviewState };
+    published = { alreadyExisted: response.alreadyExisted, reviewState: ReviewState[response.extension?.reviewState ?? 0] };
   }
   process.stdout.write(JSON.stringify({ ...bundle, ...(published ? { published } : {}) }) + "\n");
 } catch (error) {
