@@ -33,7 +33,7 @@ export async function layDownBaseData(source: BaseDataSource, options: BaseDataO
   if (source.source === "initdb") {
     const template = await ensureInitdbTemplate(options);
     // cp -a keeps owner and modes, and is the quickest way to clone a small tree.
-    await execa("cp", ["-a", template, options.pgdata]);
+    await execa("cp", ["-a", "--reflink=auto", template, options.pgdata]);
     return;
   }
   await mkdir(options.pgdata, { recursive: true, mode: 0o700 });

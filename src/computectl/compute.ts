@@ -251,7 +251,7 @@ export class Compute {
     const { pgdata } = this.options;
     const user = (this.#user ??= await resolveUnprivilegedUser(this.options.osUser));
     this.#port = spec.port || this.options.pgPort || Number(this.options.connstr?.port || 0) || (await freePort());
-    this.#socketDir ??= await mkdtemp(path.join(os.tmpdir(), "pgmesh-sock-"));
+    this.#socketDir ??= await socketDirFor(pgdata);
 
     // The parent must be traversable by the Postgres user; create it before anything makes it 0700.
     await mkdir(path.dirname(pgdata), { recursive: true, mode: 0o755 });
@@ -409,6 +409,16 @@ export class Compute {
     await this.deps.extensions?.close();
     if (this.#socketDir) await rm(this.#socketDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The Unix socket directory: next to PGDATA (removed with it) unless that
+ * path is too long for a socket address (108 bytes), then a fresh temp dir.
+ */
+async function socketDirFor(pgdata: string): Promise<string> {
+  const beside = `${pgdata}.sock`;
+  if (Buffer.byteLength(path.join(beside, ".s.PGSQL.65535.lock")) < 108) return beside;
+  return mkdtemp(path.join(os.tmpdir(), "pgmesh-sock-"));
 }
 
 function connectHost(listenAddresses: string): string {
