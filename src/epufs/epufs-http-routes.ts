@@ -3,7 +3,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { AuthError, type Claims } from "../auth/index.js";
 import type { ServerAuth } from "../server/index.js";
-import type { DeletedFiles, Epufs, EpufsFileInfo } from "./epufs.js";
+import type { DeletedFiles, EndpointRefInput, Epufs, EpufsFileInfo } from "./epufs.js";
 
 type Request = IncomingMessage | Http2ServerRequest;
 type Response = ServerResponse | Http2ServerResponse;
@@ -103,7 +103,7 @@ export function createEpufsHttpRoutes(epufs: Epufs, auth: EpufsHttpAuth) {
 
   async function getFile(
     claims: Claims | undefined,
-    endpoint: { tenantId: string; timelineId: string; endpointId: string },
+    endpoint: EndpointRefInput,
     path: string,
     req: Request,
     res: Response,
@@ -138,7 +138,7 @@ export function createEpufsHttpRoutes(epufs: Epufs, auth: EpufsHttpAuth) {
 
   async function putFile(
     claims: Claims | undefined,
-    endpoint: { tenantId: string; timelineId: string; endpointId: string },
+    endpoint: EndpointRefInput,
     path: string,
     req: Request,
     res: Response,

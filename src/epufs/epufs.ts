@@ -79,9 +79,8 @@ export class Epufs {
     body: AsyncIterable<Uint8Array>,
     signal?: AbortSignal,
   ): Promise<EpufsFileInfo> {
-    const ids = validateEndpointRef(input.endpoint);
-    const path = validatePgdataPath(input.path);
-    requireEndpointAccess(claims, ids);
+    const { ids, key } = checkFileAccess(claims, input.endpoint, input.path);
+    const path = input.path;
     const { allowedPaths, maxFileBytes } = this.options;
     if (!allowedPaths.allows(path)) {
       throw new ConnectError(
@@ -100,7 +99,7 @@ export class Epufs {
       }
       const maxBytes = Math.min(maxFileBytes, available);
       try {
-        const info = await this.store.put(fileKey(ids, path), body, {
+        const info = await this.store.put(key, body, {
           maxBytes,
           ...(input.size !== undefined ? { expectedBytes: input.size } : {}),
           ...(signal ? { signal } : {}),
@@ -122,10 +121,7 @@ export class Epufs {
     ifNoneMatch: string,
     signal?: AbortSignal,
   ): Promise<GetFileResult> {
-    const ids = validateEndpointRef(endpoint);
-    validatePgdataPath(path);
-    requireEndpointAccess(claims, ids);
-    const key = fileKey(ids, path);
+    const { ids, key } = checkFileAccess(claims, endpoint, path);
     try {
       const head = await this.store.head(key);
       if (head === undefined) throw new BlobNotFoundError(key);
@@ -182,10 +178,7 @@ export class Epufs {
   }
 
   async deleteFile(claims: Claims | undefined, endpoint: EndpointRefInput | undefined, path: string): Promise<DeletedFiles> {
-    const ids = validateEndpointRef(endpoint);
-    validatePgdataPath(path);
-    requireEndpointAccess(claims, ids);
-    const key = fileKey(ids, path);
+    const { ids, key } = checkFileAccess(claims, endpoint, path);
     try {
       const head = await this.store.head(key);
       if (head === undefined || !(await this.store.delete(key))) throw fileNotFound(ids, path);
@@ -257,6 +250,18 @@ export class Epufs {
       Code.ResourceExhausted,
     );
   }
+}
+
+/** Validates the ids and the path, then checks the token covers the endpoint. */
+function checkFileAccess(
+  claims: Claims | undefined,
+  endpoint: EndpointRefInput | undefined,
+  path: string,
+): { ids: EndpointIds; key: string } {
+  const ids = validateEndpointRef(endpoint);
+  validatePgdataPath(path);
+  requireEndpointAccess(claims, ids);
+  return { ids, key: fileKey(ids, path) };
 }
 
 function toFileInfo(path: string, info: BlobInfo): EpufsFileInfo {
