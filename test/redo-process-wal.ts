@@ -111,3 +111,23 @@ export function pageLsn(page: Uint8Array): bigint {
   const view = new DataView(page.buffer, page.byteOffset, 8);
   return (BigInt(view.getUint32(0, true)) << 32n) | BigInt(view.getUint32(4, true));
 }
+
+/**
+ * A heap page without the bits Postgres changes without WAL (as its own
+ * heap_mask does for wal_consistency_checking): pd_prune_xid, the page-level
+ * hint flags, and the tuples' commit hint bits.
+ */
+export function maskHeapHints(page: Uint8Array): Buffer {
+  const masked = Buffer.from(page);
+  masked.writeUInt32LE(0, 20); // pd_prune_xid
+  masked.writeUInt16LE(masked.readUInt16LE(10) & ~0x0007, 10); // PD_HAS_FREE_LINES, PD_PAGE_FULL, PD_ALL_VISIBLE
+  const lower = masked.readUInt16LE(12);
+  for (let item = 24; item < lower; item += 4) {
+    const lp = masked.readUInt32LE(item);
+    const [offset, flags] = [lp & 0x7fff, (lp >>> 15) & 0x3];
+    if (flags !== 1) continue; // LP_NORMAL only
+    const infomask = masked.readUInt16LE(offset + 20);
+    masked.writeUInt16LE(infomask & ~0x0f00, offset + 20); // HEAP_XMIN_COMMITTED|INVALID, HEAP_XMAX_COMMITTED|INVALID
+  }
+  return masked;
+}

@@ -11,7 +11,7 @@ import { RedoProcess } from "../src/walredo/redo-process.js";
 import { RedoProcessExitedError, RedoProcessStartError } from "../src/walredo/redo-process-errors.js";
 import { encodePing, encodeRedoRequest, PAGE_SIZE, RedoProtocolError, type BufferTag, type RedoRequest, type WalRecord } from "../src/walredo/redo-protocol.js";
 import { ensureTestBundle } from "./bundle-fixture.js";
-import { dumpRecords, pageLsn, parseLsn, readPage, recordsFor, type DumpedRecord } from "./redo-process-wal.js";
+import { dumpRecords, maskHeapHints, pageLsn, parseLsn, readPage, recordsFor, type DumpedRecord } from "./redo-process-wal.js";
 
 /**
  * Real WAL from a real Postgres 15: a table with a primary key, filled in
@@ -26,7 +26,7 @@ interface Workload {
   readonly leaf: BufferTag;
   readonly records: DumpedRecord[];
   readonly walDir: string;
-  /** Pages as Postgres wrote them at checkpoints 1, 2 and 3. */
+  /** Pages as Postgres wrote them at checkpoints 1 to 4. */
   readonly atCheckpoint: ReadonlyArray<{ heap: Uint8Array; meta: Uint8Array; leaf: Uint8Array; lsn: bigint }>;
 }
 
@@ -81,13 +81,21 @@ async function buildWorkload(): Promise<Workload> {
   client = await connect();
   for (let i = 81; i <= 90; i++) await client.query("insert into t values ($1, $2)", [i, `third ${i}`]);
   const third = await pages();
+  // Phase 4 sets and clears visibility-map bits (VACUUM, UPDATE, row locks): hint bits appear too.
+  await client.query("vacuum t");
+  await client.query("update t set v = 'updated' where id <= 5");
+  await client.query("begin");
+  await client.query("select * from t where id between 10 and 12 for update");
+  await client.query("commit");
+  await client.query("delete from t where id = 20");
+  const fourth = await pages();
   await client.end();
   const walDir = path.join(dataDir, "pg_wal");
   return {
     heap: tag(r.heaprel, 0), meta: tag(r.idxrel, 0), leaf: tag(r.idxrel, 1),
-    records: await dumpRecords(binaries.binDir, walDir, startLsn, third.lsn),
+    records: await dumpRecords(binaries.binDir, walDir, startLsn, fourth.lsn),
     walDir,
-    atCheckpoint: [first, second, third],
+    atCheckpoint: [first, second, third, fourth],
   };
 }
 
@@ -182,6 +190,15 @@ describe("RedoProcess page reconstruction", () => {
     const records = await recordsBetween(workload.heap, before.lsn, target.lsn);
     const page = await redo.applyRecords({ tag: workload.heap, records });
     expect(Buffer.from(page).equals(Buffer.from(target.heap))).toBe(true);
+  });
+
+  it("applies vacuum, update, row-lock and delete records that touch the visibility map (hint bits masked)", async () => {
+    const [before, target] = [workload.atCheckpoint[2]!, workload.atCheckpoint[3]!];
+    const records = await recordsBetween(workload.heap, pageLsn(before.heap), target.lsn);
+    expect(records.length).toBeGreaterThan(5);
+    const page = await redo.applyRecords({ tag: workload.heap, baseImage: before.heap, records });
+    expect(pageLsn(page)).toBe(pageLsn(target.heap));
+    expect(maskHeapHints(page).equals(maskHeapHints(target.heap))).toBe(true);
   });
 
   it("answers pipelined requests in order", async () => {

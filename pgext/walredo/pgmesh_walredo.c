@@ -334,9 +334,11 @@ throwaway_rel(int n)
 }
 
 /*
- * Makes the smgr trust that every block exists (smgrnblocks returns the
- * cached size while InRecovery), so redo never extends a file block by
- * block; a block that was never written reads as zeroes.
+ * Opens a scratch relation with all its forks (created empty on first use:
+ * redo reads the visibility map and free space map forks of the relations it
+ * touches), and makes the smgr trust that every block exists (smgrnblocks
+ * returns the cached size while InRecovery), so redo never extends a file
+ * block by block; a block that was never written reads as zeroes.
  */
 static SMgrRelation
 open_scratch_rel(RelFileNode node)
@@ -344,7 +346,10 @@ open_scratch_rel(RelFileNode node)
 	SMgrRelation reln = smgropen(node, InvalidBackendId);
 
 	for (int fork = 0; fork <= MAX_FORKNUM; fork++)
+	{
+		smgrcreate(reln, fork, true);
 		reln->smgr_cached_nblocks[fork] = MaxBlockNumber;
+	}
 	return reln;
 }
 
@@ -405,7 +410,6 @@ begin_redo(void)
 		end_request();
 	redo_target = parse_tag(payload);
 	request_active = true;
-	smgrcreate(open_scratch_rel(target_node), redo_target.forkNum, true);
 	preload_block(target_node, redo_target.forkNum, redo_target.blockNum);
 }
 
