@@ -8,6 +8,7 @@ import { freePort } from "../net/free-port.js";
 import { resolveUnprivilegedUser, startPostgres, type OsUser, type RunningPostgres, type ShutdownMode } from "../pg/index.js";
 import { ActivityMonitor, computeCtlApplicationName } from "./activity-monitor.js";
 import { layDownBaseData } from "./base-data.js";
+import { installedExtensions, listDatabases, listRoles, statementInsights, type StatementInsight } from "./catalog-queries.js";
 import type { CompiledComputeCtlOptions } from "./compute-ctl-options.js";
 import type { ComputeExtensions } from "./compute-extensions.js";
 import { adminRole, type ComputeSpec } from "./compute-spec.js";
@@ -29,17 +30,6 @@ export interface ComputeStatusView {
   readonly endpointId: string;
   readonly connectionUri: string;
   readonly timings: StartupTimings;
-}
-
-/** One row of GetInsights. */
-export interface StatementInsight {
-  readonly query: string;
-  readonly calls: number;
-  readonly totalExecTimeMs: number;
-  readonly meanExecTimeMs: number;
-  readonly rows: number;
-  readonly database: string;
-  readonly role: string;
 }
 
 export interface ComputeDeps {
@@ -190,37 +180,15 @@ export class Compute {
   }
 
   async insights(limit: number): Promise<StatementInsight[]> {
-    return this.#query(async (client) => {
-      await client.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
-      const { rows } = await client.query<{
-        query: string; calls: string; total_exec_time: number; mean_exec_time: number; rows: string; datname: string | null; rolname: string | null;
-      }>(
-        `SELECT s.query, s.calls, s.total_exec_time, s.mean_exec_time, s.rows, d.datname, r.rolname
-           FROM pg_stat_statements s
-           LEFT JOIN pg_catalog.pg_database d ON d.oid = s.dbid
-           LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.userid
-          ORDER BY s.total_exec_time DESC LIMIT $1`,
-        [limit],
-      );
-      return rows.map((r) => ({
-        query: r.query, calls: Number(r.calls), totalExecTimeMs: r.total_exec_time, meanExecTimeMs: r.mean_exec_time,
-        rows: Number(r.rows), database: r.datname ?? "", role: r.rolname ?? "",
-      }));
-    });
+    return this.#query((client) => statementInsights(client, limit));
   }
 
   async databases(): Promise<{ name: string; owner: string }[]> {
-    return this.#query(async (client) => (await client.query<{ name: string; owner: string }>(
-      `SELECT datname AS name, pg_catalog.pg_get_userbyid(datdba) AS owner
-         FROM pg_catalog.pg_database WHERE NOT datistemplate ORDER BY datname`,
-    )).rows);
+    return this.#query(listDatabases);
   }
 
   async roles(): Promise<{ name: string; canLogin: boolean; superuser: boolean }[]> {
-    return this.#query(async (client) => (await client.query<{ name: string; canLogin: boolean; superuser: boolean }>(
-      `SELECT rolname AS name, rolcanlogin AS "canLogin", rolsuper AS superuser
-         FROM pg_catalog.pg_roles WHERE rolname !~ '^pg_' ORDER BY rolname`,
-    )).rows);
+    return this.#query(listRoles);
   }
 
   async ensureExtension(name: string, isLibrary: boolean): Promise<{ extension: string; alreadyPresent: boolean }> {
@@ -307,7 +275,7 @@ export class Compute {
     signal.throwIfAborted();
     this.state.move("running", "start");
     this.deps.logger.info({ timings: t, port: this.#port }, "compute is running");
-    this.deps.extensions?.afterRunning(() => this.#installedExtensions());
+    this.deps.extensions?.afterRunning(() => installedExtensions((db) => this.#connect(db)));
   }
 
   async #reconfigure(spec: ComputeSpec): Promise<void> {
@@ -340,21 +308,6 @@ export class Compute {
     const pgmesh = this.deps.extensions?.postgresSettings(this.#computeCtlAddr).preloadLibraries ?? [];
     const session = spec.settings.filter((s) => s.name === "session_preload_libraries").flatMap((s) => s.value.split(","));
     return [...sharedPreloadLibraries(spec, pgmesh), ...session.map((l) => l.trim()).filter((l) => l !== "")];
-  }
-
-  /** Extensions created in any database, for the background downloads' order. */
-  async #installedExtensions(): Promise<string[]> {
-    const names = new Set<string>();
-    for (const { name } of await this.databases()) {
-      const client = await this.#connect(name).catch(() => undefined);
-      if (!client) continue;
-      try {
-        for (const row of (await client.query<{ extname: string }>("SELECT extname FROM pg_catalog.pg_extension")).rows) names.add(row.extname);
-      } finally {
-        await client.end();
-      }
-    }
-    return [...names];
   }
 
   async #writeConf(spec: ComputeSpec): Promise<void> {

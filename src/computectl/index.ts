@@ -1,5 +1,6 @@
 export { ActivityMonitor, computeCtlApplicationName } from "./activity-monitor.js";
-export { Compute, type ComputeDeps, type ComputeStatusView, type StatementInsight } from "./compute.js";
+export { Compute, type ComputeDeps, type ComputeStatusView } from "./compute.js";
+export type { StatementInsight } from "./catalog-queries.js";
 export { compileComputeCtlOptions, type CompiledComputeCtlOptions, type ComputeCtlOptions } from "./compute-ctl-options.js";
 export type { ComputeExtensions } from "./compute-extensions.js";
 export {
