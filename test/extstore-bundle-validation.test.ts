@@ -26,11 +26,12 @@ describe("ExtensionStore bundle validation", () => {
   it("accepts a bundle of lib/*.so and share/extension files and records its libraries and control files", async () => {
     const manifest = await inspect([
       ...validBundleEntries("demo"),
+      { name: "share/extension/demo--1.0.control", content: "requires = 'hstore'\n" },
       { name: "lib/bitcode/demo/demo.bc", content: "bc" },
       { name: "share/tsearch_data/demo.stop", content: "a\nthe\n" },
     ]);
     expect(manifest.libraries).toEqual(["demo"]);
-    expect(manifest.controlFiles.map((c) => c.fileName)).toEqual(["demo.control"]);
+    expect(manifest.controlFiles.map((c) => c.fileName)).toEqual(["demo.control", "demo--1.0.control"]);
     expect(manifest.controlFiles[0]!.content).toContain("default_version = '1.0'");
   });
 
@@ -123,9 +124,17 @@ describe("ExtensionStore bundle validation", () => {
   });
 
   it("rejects a bundle without the control file named for the extension", async () => {
-    const error = await rejection(validBundleEntries("other"), "demo");
+    const error = await rejection(validBundleEntries("demo").filter((e) => !e.name.endsWith(".control")));
     expect(error.entry).toBeUndefined();
     expect(error.message).toMatch(/no share\/extension\/demo\.control/);
+  });
+
+  it("rejects another extension's control file or script, so no bundle can shadow another extension", async () => {
+    for (const name of ["share/extension/hstore.control", "share/extension/hstore--1.8.sql", "share/extension/demoextra.control"]) {
+      const error = await rejection([...validBundleEntries("demo"), { name, content: "x" }]);
+      expect(error.entry).toBe(name);
+      expect(error.message).toMatch(/does not belong to extension "demo"/);
+    }
   });
 
   it("rejects a truncated tar", async () => {
@@ -141,7 +150,7 @@ describe("ExtensionStore bundle validation", () => {
   });
 
   it("rejects more entries than the limit", async () => {
-    const many = Array.from({ length: limits.maxEntries }, (_, i) => ({ name: `share/extension/f${i}.sql`, content: "x" }));
+    const many = Array.from({ length: limits.maxEntries }, (_, i) => ({ name: `share/extension/demo--f${i}.sql`, content: "x" }));
     const error = await rejection([...validBundleEntries("demo"), ...many]);
     expect(error.rejection).toBe("too_large");
   });

@@ -40,7 +40,7 @@ export async function inspectBundle(
   limits: BundleLimits,
 ): Promise<BundleManifest> {
   const extract = tar.extract();
-  const entries = readEntries(extract, limits);
+  const entries = readEntries(extract, extensionName, limits);
   entries.catch(() => undefined); // awaited below; a failure also stops the writer
   try {
     for await (const chunk of source) {
@@ -64,7 +64,7 @@ export async function inspectBundle(
   return manifest;
 }
 
-async function readEntries(extract: tar.Extract, limits: BundleLimits): Promise<BundleManifest> {
+async function readEntries(extract: tar.Extract, extensionName: string, limits: BundleLimits): Promise<BundleManifest> {
   const seen: SeenPaths = { entries: new Set(), kinds: new Map() };
   const controlFiles: BundleControlFile[] = [];
   const libraries: string[] = [];
@@ -81,6 +81,7 @@ async function readEntries(extract: tar.Extract, limits: BundleLimits): Promise<
       const isDirectory = header.type === "directory";
       const kind = classifyBundleEntry(header.name, isDirectory);
       checkNotSeen(seen, header.name, kind.path, isDirectory);
+      checkOwnExtensionFile(header.name, kind.path, extensionName);
       if (!isDirectory) {
         if (header.size > limits.maxFileBytes) {
           throw new BundleRejectedError(
@@ -120,6 +121,24 @@ async function readEntries(extract: tar.Extract, limits: BundleLimits): Promise<
   }
   if (entryCount === 0) throw new BundleRejectedError("invalid", undefined, "the tar stream holds no entries");
   return { controlFiles, libraries: [...new Set(libraries)].sort(), entryCount };
+}
+
+/**
+ * A bundle ships only its own extension's files under share/extension/
+ * (<name>.control, <name>--*.sql, <name>--*.control …): otherwise an approved
+ * bundle could lay down, on every compute, the control file or scripts of
+ * another extension. Publish other extensions as bundles of their own.
+ */
+function checkOwnExtensionFile(entryName: string, path: string, extensionName: string): void {
+  const match = /^share\/extension\/([^/]+)$/.exec(path);
+  if (match === null) return;
+  const file = match[1]!;
+  if (file.startsWith(`${extensionName}--`) || file.startsWith(`${extensionName}.`)) return;
+  throw new BundleRejectedError(
+    "invalid",
+    entryName,
+    `it does not belong to extension "${extensionName}"; share/extension/ may hold only ${extensionName}.control and ${extensionName}--* files (publish other extensions as their own bundles)`,
+  );
 }
 
 function checkType(header: tar.Header): void {

@@ -28,7 +28,8 @@ export class PackError extends Error {
  * usr/share/postgresql/<major>/<folder>/** → share/<folder>/**.
  * Other files (docs, binaries) are left out. Symlinks inside the package are
  * replaced by their targets' contents; ones leading outside it are refused.
- * The extension name is that of its control file (`name` when several).
+ * The extension name is that of its control file (`name` when several; the
+ * other extensions' share/extension/ files are then left out).
  */
 export async function packSourceFromDeb(debPath: string, pgMajor: number, name?: string): Promise<PackSource> {
   const root = await mkdtemp(join(tmpdir(), "pgmesh-pack-deb-"));
@@ -47,7 +48,8 @@ export async function packSourceFromDeb(debPath: string, pgMajor: number, name?:
         `${basename(debPath)} has no files under usr/lib/postgresql/${pgMajor}/lib or usr/share/postgresql/${pgMajor}; is it a PostgreSQL ${pgMajor} extension package?`,
       );
     }
-    return { ...(await describe(files, name)), files, dispose };
+    const described = await describe(files, name);
+    return { ...described, files: files.filter((f) => belongsTo(f.path, described.name)), dispose };
   } catch (error) {
     await dispose();
     throw error;
@@ -89,6 +91,12 @@ export async function packSourceFromPgConfig(name: string, pgConfig = "pg_config
     }
   }
   return { ...(await describe(files, name)), files, dispose: async () => undefined };
+}
+
+/** Whether a bundle path may ship in extension `name`'s bundle: share/extension/ files must be its own. */
+function belongsTo(path: string, name: string): boolean {
+  const match = /^share\/extension\/([^/]+)$/.exec(path);
+  return match === null || match[1]!.startsWith(`${name}--`) || match[1]!.startsWith(`${name}.`);
 }
 
 function libraryName(modulePath: string): string {
