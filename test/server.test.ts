@@ -314,7 +314,7 @@ describe("server close", () => {
     expect(closed).toBe(true);
   });
 
-  it("reports NOT_SERVING to watchers while draining, then ends streams after the grace time", async () => {
+  it("reports NOT_SERVING to health watchers and ends their watch, then ends other streams after the grace time", async () => {
     const { probe, registration } = probeService();
     const server = await startTestServer({ services: [registration] });
     const transport = createClientTransport({ baseUrl: server.url });
@@ -326,6 +326,7 @@ describe("server close", () => {
 
     const closing = server.close({ graceMs: 200 });
     expect((await watch.next()).value?.status).toBe(ServingStatus.NOT_SERVING);
+    expect((await watch.next()).done).toBe(true);
     expect((await callFailure(stream.next())).code).toBe(Code.Unavailable);
     await closing;
   });
@@ -362,5 +363,17 @@ describe("server shutdown on signal", () => {
     expect((await call).files[0]?.path).toBe("after-gate");
     expect(await exitCode.promise).toBe(0);
     await expect(fetch(`${server.url}/nowhere`)).rejects.toThrow();
+  });
+});
+
+describe("server close with health watchers", () => {
+  // With a 60 s grace time, only a watch that ends by itself lets close() finish within the test's timeout.
+  it("ends health watches itself instead of waiting out the grace time", { timeout: 20_000 }, async () => {
+    const server = await startTestServer({ services: [] });
+    const watch = createClient(Health, createClientTransport({ baseUrl: server.url })).watch({})[Symbol.asyncIterator]();
+    expect((await watch.next()).value?.status).toBe(ServingStatus.SERVING);
+    await server.close({ graceMs: 60_000 });
+    expect((await watch.next()).value?.status).toBe(ServingStatus.NOT_SERVING);
+    expect((await watch.next()).done).toBe(true);
   });
 });

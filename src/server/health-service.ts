@@ -54,7 +54,7 @@ export class HealthBoard {
   }
 }
 
-/** grpc.health.v1.Health over a HealthBoard. */
+/** grpc.health.v1.Health over a HealthBoard; Watch streams end after reporting NOT_SERVING. */
 export function createHealthService(board: HealthBoard): ServiceImpl<typeof Health> {
   return {
     check(req) {
@@ -80,6 +80,8 @@ export function createHealthService(board: HealthBoard): ServiceImpl<typeof Heal
           last = status;
           yield { status };
         }
+        // Draining is final: end the watch so watchers do not hold the shutdown for its grace time.
+        if (status === ServingStatus.NOT_SERVING) return;
         await board.changedSince(version, ctx.signal);
       }
     },
