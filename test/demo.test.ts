@@ -1,0 +1,77 @@
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { chmod, mkdtemp, readdir, rm, symlink } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { execa } from "execa";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "../src/net/free-port.js";
+
+const repo = path.resolve(import.meta.dirname, "..");
+
+describe("the main job (pgmesh-demo)", () => {
+  let dir: string;
+  let output = "";
+  let demo: ReturnType<typeof spawn>;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), "pgmesh-demo-"));
+    await chmod(dir, 0o755); // the compute's Postgres runs as the postgres user
+    await symlink(path.join(repo, ".pgmesh", "debs"), path.join(dir, "debs"));
+    const ports = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    demo = spawn(process.execPath, [
+      path.join(repo, "dist", "cmd", "pgmesh-demo.js"),
+      "--dir", dir, "--bundle", path.join(repo, ".pgmesh", "bundle"),
+      "--ports", ports.join(","), "--pg-port", String(await freePort()),
+    ], { stdio: ["ignore", "pipe", "pipe"] });
+    const ready = new Promise<void>((resolve, reject) => {
+      const onData = (data: Buffer) => {
+        output += data.toString();
+        if (output.includes("Ctrl-C stops everything")) resolve();
+      };
+      demo.stdout!.on("data", onData);
+      demo.stderr!.on("data", onData);
+      demo.on("exit", (code) => reject(new Error(`pgmesh-demo exited with ${code}:\n${output}`)));
+    });
+    await ready;
+  });
+
+  afterAll(async () => {
+    if (demo.exitCode === null) {
+      demo.kill("SIGKILL");
+      await once(demo, "exit");
+    }
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("prints the connection string and every start-up phase", () => {
+    expect(output).toMatch(/connect: +psql 'postgresql:\/\/app:[^@]+@127\.0\.0\.1:\d+\/app'/);
+    for (const phase of ["wait for spec", "base data", "saved files", "extensions", "start postgres", "config", "total"]) {
+      expect(output).toMatch(new RegExp(`${phase} +\\d+ ms`));
+    }
+  });
+
+  it("serves a compute where CREATE EXTENSION fetches a published extension on demand", async () => {
+    const uri = /connect: +psql '([^']+)'/.exec(output)![1]!;
+    const client = new pg.Client({ connectionString: uri });
+    await client.connect();
+    try {
+      await client.query("CREATE EXTENSION hstore");
+      const { rows } = await client.query("SELECT ('a=>1'::hstore -> 'a') AS value, current_user AS role");
+      expect(rows[0]).toEqual({ value: "1", role: "app" });
+    } finally {
+      await client.end();
+    }
+  });
+
+  it("stops everything on Ctrl-C and saves the endpoint's files to Epufs", async () => {
+    demo.kill("SIGINT");
+    const [code] = await once(demo, "exit");
+    expect(code).toBe(0);
+    const leftovers = await execa("pgrep", ["-f", dir], { reject: false });
+    expect(leftovers.stdout).toBe("");
+    const saved = await readdir(path.join(dir, "epufs"), { recursive: true });
+    expect(saved.some((file) => file.endsWith(path.join("pgdata", "pg_stat", "pg_stat_statements.stat")))).toBe(true);
+  });
+});
