@@ -78,7 +78,7 @@ fail(const char *fmt, ...)
 static void
 join(char *out, const char *a, const char *b)
 {
-	if (snprintf(out, PATH_MAX, "%s/%s", a, b) >= PATH_MAX)
+	if (snprintf(out, PATH_MAX, "%s/%s", strcmp(a, "/") == 0 ? "" : a, b) >= PATH_MAX)
 		fail("path too long: %s/%s", a, b);
 }
 
@@ -112,7 +112,11 @@ find_root(const char *argv0, char *root)
 	strcpy(root, self[0] == '\0' ? "/" : self);
 }
 
-/* Runs the real postgres through the bundled loader and libraries; never returns. */
+/*
+ * Runs the real postgres through the bundled loader and libraries; never
+ * returns. Under chroot (root "/") the program's own loader path already is
+ * the bundle's, so it is executed directly (and shows up as postgres).
+ */
 static void
 exec_postgres(const char *root, int argc, char **argv)
 {
@@ -126,7 +130,7 @@ exec_postgres(const char *root, int argc, char **argv)
 	join(real, bindir, "postgres");
 	if (bundle_library_path(root, libpath, sizeof(libpath)) != 0)
 		fail("library path too long under %s", root);
-	bundle_exec(access(interp, X_OK) == 0 ? interp : NULL, libpath, real, argc, argv, 1);
+	bundle_exec(strcmp(root, "/") != 0 && access(interp, X_OK) == 0 ? interp : NULL, libpath, real, argc, argv, 1);
 	fail("cannot execute %s: %s", real, strerror(errno));
 }
 
