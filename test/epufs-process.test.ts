@@ -8,6 +8,7 @@ import { pathToFileURL } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EpufsService } from "../gen/pgmesh/epufs/v1/epufs_pb.js";
+import { openBlobStore } from "../src/blob/index.js";
 import { createClientTransport } from "../src/server/index.js";
 import { connectErrorOf, content, endpointRef, getFile, putFile, type EpufsClient } from "./helpers/epufs-calls.js";
 import { startS3rver, type S3rverHandle } from "./helpers/s3rver.js";
@@ -20,6 +21,8 @@ const PATH = "autoprewarm.blocks";
 interface EpufsProcess {
   readonly child: ChildProcess;
   readonly url: string;
+  /** Resolves when the process logs a line with this msg. */
+  logged(msg: string): Promise<void>;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
@@ -34,8 +37,17 @@ async function spawnEpufs(args: string[], env: Record<string, string>): Promise<
   );
   let output = "";
   child.stderr!.on("data", (data: Buffer) => (output += data.toString()));
+  const lines = createInterface({ input: child.stdout! });
+  const logged = (msg: string): Promise<void> =>
+    new Promise((resolveLogged) => {
+      const onLine = (line: string) => {
+        if ((JSON.parse(line) as { msg?: string }).msg !== msg) return;
+        lines.off("line", onLine);
+        resolveLogged();
+      };
+      lines.on("line", onLine);
+    });
   const url = await new Promise<string>((resolveUrl, reject) => {
-    const lines = createInterface({ input: child.stdout! });
     lines.on("line", (line) => {
       output += line + "\n";
       const entry = JSON.parse(line) as { msg?: string; url?: string };
@@ -43,11 +55,11 @@ async function spawnEpufs(args: string[], env: Record<string, string>): Promise<
     });
     void exited.then(({ code }) => reject(new Error(`epufs exited with ${code} before serving:\n${output}`)));
   });
-  return { child, url, exited };
+  return { child, url, exited, logged };
 }
 
 function clientOf(url: string, token: string): EpufsClient {
-  return createClient(EpufsService, createClientTransport({ baseUrl: url, token }));
+  return createClient(EpufsService, createClientTransport({ baseUrl: url, ...(token ? { token } : {}) }));
 }
 
 /** Resolves once `dir` holds a file ending in ".part" of at least `bytes` bytes. */
@@ -118,6 +130,34 @@ describe.each(["local directory", "S3 (s3rver)"])("epufs process over %s", (back
 
       second.child.kill("SIGTERM");
       expect(await second.exited).toEqual({ code: 0, signal: null });
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("epufs shutdown", () => {
+  it("finishes an upload in flight on SIGTERM, then exits 0", async () => {
+    const work = await mkdtemp(join(tmpdir(), "pgmesh-epufs-term-"));
+    try {
+      const args = ["--storage", pathToFileURL(join(work, "store")).href, "--insecure-no-auth"];
+      const server = await spawnEpufs(args, {});
+      const draining = server.logged("draining");
+      const data = content(512 * 1024, 3);
+      const upload = clientOf(server.url, "").putFile(
+        (async function* () {
+          yield { msg: { case: "header" as const, value: { endpoint: ep, path: PATH } } };
+          yield { msg: { case: "chunk" as const, value: data.subarray(0, 256 * 1024) } };
+          await spoolFileReaches(join(work, "store", "tmp"), 256 * 1024);
+          server.child.kill("SIGTERM");
+          await draining;
+          yield { msg: { case: "chunk" as const, value: data.subarray(256 * 1024) } };
+        })(),
+      );
+      expect((await upload).file?.size).toBe(BigInt(data.length));
+      expect(await server.exited).toEqual({ code: 0, signal: null });
+      const store = await openBlobStore(pathToFileURL(join(work, "store")).href);
+      expect((await store.list("")).items.map((item) => item.size)).toEqual([data.length]);
     } finally {
       await rm(work, { recursive: true, force: true });
     }
