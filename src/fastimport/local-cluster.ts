@@ -2,6 +2,7 @@ import pg from "pg";
 import { freePort } from "../net/free-port.js";
 import { initdb, pgProgram, startPostgres, type OsUser, type PgBinaries, type RunningPostgres } from "../pg/index.js";
 import { bulkLoadSettings } from "./bulk-load-settings.js";
+import { diskFullLine } from "./disk-full-line.js";
 import { DiskFullError, FastImportError, UncleanShutdownError, type ImportPhase } from "./fast-import-errors.js";
 import { runPgTool } from "./run-pg-tool.js";
 import { parseControlData, type ControlData } from "./snapshot-files.js";
@@ -153,8 +154,8 @@ export class LocalCluster {
 
   private diskFullOr(phase: ImportPhase, error: unknown): unknown {
     const message = error instanceof Error ? error.message : String(error);
-    const line = message.split("\n").find((l) => /No space left on device/i.test(l));
-    return line ? new DiskFullError(phase, this.options.layout.root, line.trim()) : error;
+    const line = diskFullLine(message);
+    return line ? new DiskFullError(phase, this.options.layout.root, line) : error;
   }
 }
 

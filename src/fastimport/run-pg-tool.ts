@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
+import { diskFullLine } from "./disk-full-line.js";
 import { DiskFullError, ImportCancelledError, ToolFailedError, type ImportPhase } from "./fast-import-errors.js";
 
 export interface PgToolRun {
@@ -21,7 +22,6 @@ export interface PgToolRun {
 
 /** Lines worth repeating in an error: libpq/server errors and the statement that failed. */
 const errorLine = /\b(error|fatal|panic):|^(DETAIL|HINT|Command was):|No space left on device/i;
-const noSpace = /No space left on device|could not extend file|ENOSPC/i;
 const maxErrorLines = 8;
 
 /**
@@ -60,7 +60,7 @@ export async function runPgTool(run: PgToolRun): Promise<string> {
   const [code] = exit;
   if (code === 0) return stdout;
   if (run.signal?.aborted) throw new ImportCancelledError(run.phase);
-  const full = errors.find((line) => noSpace.test(line));
+  const full = diskFullLine(errors.join("\n"));
   if (full) throw new DiskFullError(run.phase, run.workdir, full);
   throw new ToolFailedError(run.phase, programName(run.program), run.target, code ?? undefined, errors);
 }
