@@ -1,11 +1,6 @@
 import { createServer as createHttp1Server, type IncomingMessage, type ServerResponse } from "node:http";
-import {
-  createServer as createHttp2Server,
-  type Http2ServerRequest,
-  type Http2ServerResponse,
-  type Http2Session,
-} from "node:http2";
-import { createServer as createNetServer, type AddressInfo, type Socket } from "node:net";
+import { createServer as createHttp2Server, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
+import { createServer as createNetServer, type AddressInfo } from "node:net";
 import { Code, ConnectError, createContextValues, type ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
@@ -14,6 +9,7 @@ import * as reflectionV1alpha from "../../gen/grpc/reflection/v1alpha/reflection
 import { authModeKey } from "../auth/index.js";
 import { createAuthInterceptor } from "./auth-interceptor.js";
 import { peerKey } from "./call-context.js";
+import { ConnectionTracker } from "./connection-tracker.js";
 import { DescriptorIndex } from "./descriptor-index.js";
 import { createErrorInterceptor } from "./error-interceptor.js";
 import { createHealthService, HealthBoard } from "./health-service.js";
@@ -102,52 +98,20 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
     }
   }
 
-  // In-flight requests, so close() can wait for them.
-  let inFlight = 0;
-  let changed: (() => void) | undefined; // wakes waitFor() when a request or a connection ends
-  let draining = false;
-  const http1Busy = new Map<Socket, number>();
-  const track = (req: AnyRequest, res: AnyResponse): void => {
-    inFlight++;
-    const socket = "stream" in req ? undefined : req.socket;
-    if (socket) http1Busy.set(socket, (http1Busy.get(socket) ?? 0) + 1);
-    res.once("close", () => {
-      if (socket) {
-        const busy = http1Busy.get(socket)! - 1;
-        if (busy > 0) http1Busy.set(socket, busy);
-        else {
-          http1Busy.delete(socket);
-          if (draining) socket.end();
-        }
-      }
-      inFlight--;
-      changed?.();
-    });
-    handler(req, res);
-  };
+  const tracker = new ConnectionTracker();
+  const track = tracker.track(handler);
 
   const http1 = createHttp1Server({ requestTimeout: 0 }, track);
   // maxSessionMemory (MB): several concurrent streams of 1 MiB chunks fit without ENHANCE_YOUR_CALM resets.
   const http2 = createHttp2Server({ maxSessionMemory: 64 }, track);
-  const sockets = new Set<Socket>();
-  const h2Sockets = new WeakSet<Socket>();
-  const sessions = new Set<Http2Session>();
-  http2.on("session", (session) => {
-    sessions.add(session);
-
-    session.once("close", () => sessions.delete(session));
-  });
+  http2.on("session", (session) => tracker.addSession(session));
 
   const net = createNetServer((socket) => {
-    sockets.add(socket);
-    socket.once("close", () => {
-      sockets.delete(socket);
-      changed?.();
-    });
+    tracker.addSocket(socket);
     socket.on("error", (err) => logger.debug({ err }, "connection error"));
     sniffProtocol(socket, (protocol) => {
       if (protocol === "h2") {
-        h2Sockets.add(socket);
+        tracker.markHttp2(socket);
         http2.emit("connection", socket);
       } else {
         http1.emit("connection", socket);
@@ -172,41 +136,17 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
 
   let closing: Promise<void> | undefined;
   async function drain(graceMs: number): Promise<void> {
-    logger.info({ graceMs, inFlight }, "draining");
-    draining = true;
+    logger.info({ graceMs, inFlight: tracker.inFlight }, "draining");
     board.setServing(false);
     const stopped = new Promise<void>((resolve) => net.close(() => resolve()));
-    for (const session of sessions) session.close();
-    for (const socket of sockets) {
-      // Idle HTTP/1.1 keep-alive connections (and ones still being sniffed) go now.
-      if (!h2Sockets.has(socket) && !http1Busy.has(socket)) socket.end();
-    }
-    await waitFor(() => inFlight === 0, graceMs);
-    if (inFlight > 0) {
-      logger.warn({ inFlight }, "grace time over; aborting calls still running");
+    tracker.startDraining();
+    if (!(await tracker.requestsDone(graceMs))) {
+      logger.warn({ inFlight: tracker.inFlight }, "grace time over; aborting calls still running");
       shutdown.abort(new ConnectError("the server is shutting down", Code.Unavailable));
     }
-    // Closed sessions and ended sockets go once their last bytes are out; cut what is left.
-    await waitFor(() => sockets.size === 0, flushMs);
-    for (const session of sessions) session.destroy();
-    for (const socket of sockets) socket.destroy();
+    await tracker.closeConnections(flushMs);
     await stopped;
     logger.info("closed");
-  }
-
-  function waitFor(done: () => boolean, ms: number): Promise<void> {
-    if (done()) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const finish = (): void => {
-        clearTimeout(timer);
-        changed = undefined;
-        resolve();
-      };
-      const timer = setTimeout(finish, ms);
-      changed = () => {
-        if (done()) finish();
-      };
-    });
   }
 
   return {
