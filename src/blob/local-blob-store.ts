@@ -1,6 +1,6 @@
 import type { BigIntStats, Dirent } from "node:fs";
 import { createReadStream } from "node:fs";
-import { mkdir, open, opendir, readdir, rename, rmdir, stat, unlink } from "node:fs/promises";
+import { mkdir, open, readdir, rename, rmdir, stat, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { BlobKeyConflictError, BlobNotFoundError } from "./blob-errors.js";
 import { compareBlobKeys, validateBlobKey, validateBlobPrefix } from "./blob-key.js";
@@ -16,10 +16,8 @@ import type {
 } from "./blob-store.js";
 import { listAllPages } from "./list-all-pages.js";
 import { decodePageToken, effectivePageSize, encodePageToken } from "./page-token.js";
-import { spoolFileSuffix, writeSpoolFile } from "./spool-file.js";
+import { removeStaleSpoolFiles, writeSpoolFile } from "./spool-file.js";
 
-/** Spool files older than this are left over from a crashed process. */
-const staleSpoolAgeMs = 60 * 60 * 1000;
 /** Read granularity of get(); chunks stay well under the 1 MiB message limit. */
 const readChunkBytes = 256 * 1024;
 
@@ -43,7 +41,7 @@ export class LocalBlobStore implements BlobStore {
     const store = new LocalBlobStore(root);
     await mkdir(store.objectsDir, { recursive: true });
     await mkdir(store.tmpDir, { recursive: true });
-    await store.removeStaleSpoolFiles();
+    await removeStaleSpoolFiles(store.tmpDir);
     return store;
   }
 
@@ -233,16 +231,6 @@ export class LocalBlobStore implements BlobStore {
         if (after !== undefined && compareBlobKeys(sortKey, after) <= 0) continue;
         yield sortKey;
       }
-    }
-  }
-
-  private async removeStaleSpoolFiles(): Promise<void> {
-    const now = Date.now();
-    for await (const entry of await opendir(this.tmpDir)) {
-      if (!entry.isFile() || !entry.name.endsWith(spoolFileSuffix)) continue;
-      const path = join(this.tmpDir, entry.name);
-      const stats = await stat(path).catch(() => undefined);
-      if (stats && now - stats.mtimeMs > staleSpoolAgeMs) await unlink(path).catch(() => undefined);
     }
   }
 }

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
 import type { BigIntStats } from "node:fs";
-import { open, unlink } from "node:fs/promises";
+import { open, opendir, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { BlobPutCancelledError, BlobSizeMismatchError, BlobTooLargeError } from "./blob-errors.js";
 import type { PutOptions } from "./blob-store.js";
@@ -100,5 +100,25 @@ async function* abortable(
     if (onAbort) signal.removeEventListener("abort", onAbort);
     // Release the source (e.g. a request stream) when we stop early.
     void Promise.resolve(iterator.return?.()).catch(() => undefined);
+  }
+}
+
+/** Spool files older than this are left over from a crashed process. */
+const staleSpoolAgeMs = 60 * 60 * 1000;
+
+/** Removes spool files in `dir` older than an hour (a crashed process's leftovers); a missing dir is fine. */
+export async function removeStaleSpoolFiles(dir: string): Promise<void> {
+  const now = Date.now();
+  let entries;
+  try {
+    entries = await opendir(dir);
+  } catch {
+    return;
+  }
+  for await (const entry of entries) {
+    if (!entry.isFile() || !entry.name.endsWith(spoolFileSuffix)) continue;
+    const path = join(dir, entry.name);
+    const stats = await stat(path).catch(() => undefined);
+    if (stats && now - stats.mtimeMs > staleSpoolAgeMs) await unlink(path).catch(() => undefined);
   }
 }
