@@ -165,6 +165,22 @@ describe("WalRedo service", () => {
     }
   });
 
+  it("kills a process that does not answer within the request timeout and answers from a fresh one", async () => {
+    const harness = await startWalRedoHarness({ requestTimeoutMs: 500 });
+    try {
+      await harness.client.ping({ tenantId: "tenant-t", pgMajor: 15 });
+      const tree = await processTree(harness.pool.pids);
+      for (const pid of tree) process.kill(pid, "SIGSTOP");
+      const c = cases[0]!;
+      const { page } = await harness.client.redoPage(unary(pageCaseRequest(workload, c, { tenantId: "tenant-t" })));
+      expect(maskPage(c.relation.kind, page, c.blockNumber).equals(maskPage(c.relation.kind, c.finalPage, c.blockNumber))).toBe(true);
+      await eventually(async () => (await stillRunning(tree)).length === 0);
+      expect(harness.pool.pids.some((p) => tree.includes(p))).toBe(false);
+    } finally {
+      await harness.close();
+    }
+  });
+
   it("kills a process after the idle timeout", async () => {
     const harness = await startWalRedoHarness({ idleTimeoutMs: 200 });
     try {
