@@ -331,19 +331,22 @@ describe("server close", () => {
     await closing;
   });
 
-  it("logs one line per call with method, code, duration and peer", async () => {
+  it("logs one line per call with method, code, duration and peer, and health checks only at debug", async () => {
     const lines: Record<string, unknown>[] = [];
     const logger = pino({ level: "info" }, { write: (line: string) => lines.push(JSON.parse(line)) });
     const server = await startTestServer({ services: [probeService().registration], logger });
     const client = createClient(EpufsService, createClientTransport({ baseUrl: server.url }));
     await client.listFiles({ endpoint });
     await client.listFiles({ endpoint: { tenantId: "throw" } }).catch(() => undefined);
+    await createClient(Health, createClientTransport({ baseUrl: server.url })).check({});
     await server.close();
     const calls = lines.filter((l) => l["method"] === "pgmesh.epufs.v1.EpufsService/ListFiles");
     expect(calls).toHaveLength(2);
     expect(calls[0]).toMatchObject({ code: "ok", peer: expect.stringMatching(/^127\.0\.0\.1:\d+$/) });
     expect(typeof calls[0]!["durationMs"]).toBe("number");
     expect(calls[1]).toMatchObject({ code: "internal", err: { message: "secret detail /etc/shadow" } });
+    // Health probes succeed quietly (debug level).
+    expect(lines.filter((l) => l["method"] === "grpc.health.v1.Health/Check")).toEqual([]);
   });
 });
 

@@ -7,11 +7,16 @@ import { peerKey } from "./call-context.js";
 
 const serverFaults = new Set([Code.Internal, Code.Unknown, Code.DataLoss]);
 
-/** Logs one line per call: method, code ("ok" or the code name), duration ms, tenant, peer. */
-export function createLogInterceptor(logger: Logger): Interceptor {
+/**
+ * Logs one line per call: method, code ("ok" or the code name), duration ms,
+ * tenant, scope, peer. Successful calls to `quietServices` (health probes,
+ * reflection) log at debug.
+ */
+export function createLogInterceptor(logger: Logger, quietServices: ReadonlySet<string> = new Set()): Interceptor {
   return (next) => async (req) => {
     const started = performance.now();
     const method = `${req.service.typeName}/${req.method.name}`;
+    const okLevel = quietServices.has(req.service.typeName) ? "debug" : "info";
     const log = (err: unknown): void => {
       const claims = req.contextValues.get(claimsKey);
       const fields = {
@@ -22,7 +27,7 @@ export function createLogInterceptor(logger: Logger): Interceptor {
         peer: req.contextValues.get(peerKey),
       };
       if (err === undefined) {
-        logger.info({ ...fields, code: "ok" }, "call");
+        logger[okLevel]({ ...fields, code: "ok" }, "call");
         return;
       }
       const error = ConnectError.from(err);

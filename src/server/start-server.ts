@@ -51,12 +51,13 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
 
   const userServices = opts.services.map((s) => s.service);
   const board = new HealthBoard(userServices.map((s) => s.typeName));
-  const index = new DescriptorIndex([...userServices, Health, reflectionV1.ServerReflection, reflectionV1alpha.ServerReflection]);
+  const builtIn = [Health, reflectionV1.ServerReflection, reflectionV1alpha.ServerReflection];
+  const index = new DescriptorIndex([...userServices, ...builtIn]);
   const publicMethods = new Set<string>();
   for (const { service, publicMethods: names = [] } of opts.services) {
     for (const name of names) publicMethods.add(`${service.typeName}/${name}`);
   }
-  for (const service of [Health, reflectionV1.ServerReflection, reflectionV1alpha.ServerReflection]) {
+  for (const service of builtIn) {
     for (const m of service.methods) publicMethods.add(`${service.typeName}/${m.name}`);
   }
 
@@ -68,7 +69,11 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
       router.service(reflectionV1.ServerReflection, createReflectionV1(index));
       router.service(reflectionV1alpha.ServerReflection, createReflectionV1alpha(index));
     },
-    interceptors: [createLogInterceptor(logger), createErrorInterceptor(), createAuthInterceptor(opts.auth, publicMethods)],
+    interceptors: [
+      createLogInterceptor(logger, new Set(builtIn.map((s) => s.typeName))),
+      createErrorInterceptor(),
+      createAuthInterceptor(opts.auth, publicMethods),
+    ],
     readMaxBytes: opts.readMaxBytes,
     writeMaxBytes: opts.writeMaxBytes,
     ...(opts.maxTimeoutMs !== undefined ? { maxTimeoutMs: opts.maxTimeoutMs } : {}),
