@@ -3,7 +3,7 @@ import { chown, mkdtemp, rm } from "node:fs/promises";
 import path from "node:path";
 import { RedoProcessExitedError, RedoProcessStartError } from "./redo-process-errors.js";
 import { compileRedoProcessOptions, type CompiledRedoProcessOptions, type RedoProcessOptions } from "./redo-process-options.js";
-import { encodePing, encodeRedoRequest, PageReplyDecoder, type RedoRequest } from "./redo-protocol.js";
+import { encodePing, encodeRedoRequest, PageReplyDecoder, PAGE_SIZE, type RedoRequest } from "./redo-protocol.js";
 
 export interface RedoProcessExit {
   readonly code: number | null;
@@ -21,6 +21,7 @@ interface PendingReply {
 }
 
 const SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
 
 /** The command line: [prlimit …] then chroot + the wrapper, or the launcher. */
 function commandLine(options: CompiledRedoProcessOptions): string[] {
@@ -208,7 +209,7 @@ export class RedoProcess {
         this.protocolViolation("the process sent a page nobody asked for");
         return;
       }
-      if (waiting.kind === "ping" && page.some((b) => b !== 0)) {
+      if (waiting.kind === "ping" && !ZERO_PAGE.equals(page)) {
         waiting.reject(new Error("the answer to a ping was not a zero page"));
         this.protocolViolation("the answer to a ping was not a zero page");
         return;
