@@ -352,6 +352,15 @@ describe.each<Backend>(["local", "s3"])("ExtensionStore on the %s blob store", (
       expect(sha256Of(granted.bytes)).toBe(sha256);
     });
 
+    it("answers DATA_LOSS when a cataloged bundle's bytes are gone from the blob store", async () => {
+      const { sha256 } = await publishApproved("lost");
+      const downloadToken = await token("t1", [sha256]);
+      expect(await h.blobs.delete(`extensions/lost/sha256-${sha256}/bundle.tar`)).toBe(true);
+      const error = await failure(collectDownload(h.anonymous.downloadBundle({ sha256, downloadToken })));
+      expect(Code[error.code]).toBe("DataLoss");
+      expect(error.rawMessage).toMatch(/publish it again/);
+    });
+
     it("refuses to issue tokens to a compute token (PERMISSION_DENIED)", async () => {
       const { sha256 } = await publishApproved("issue");
       await refusedWithoutChange(

@@ -1,6 +1,5 @@
 import { createReadStream } from "node:fs";
-import type { BlobStore } from "../blob/blob-store.js";
-import { BlobNotFoundError } from "../blob/blob-errors.js";
+import { BlobNotFoundError, type BlobStore } from "../blob/index.js";
 import {
   bundleKey,
   bundleOwnerKey,

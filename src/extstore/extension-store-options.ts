@@ -1,7 +1,7 @@
 import { tmpdir } from "node:os";
 import type { Logger } from "pino";
 import type { SigningKey } from "../auth/index.js";
-import type { BlobStore } from "../blob/blob-store.js";
+import type { BlobStore } from "../blob/index.js";
 import type { BundleLimits } from "./inspect-bundle.js";
 
 const mib = 1024 * 1024;

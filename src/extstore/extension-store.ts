@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { requireScope, type Claims } from "../auth/index.js";
+import { BlobNotFoundError } from "../blob/index.js";
 import {
   ControlFileSchema,
   DownloadBundleResponseSchema,
@@ -316,7 +317,13 @@ export class ExtensionStore {
     if (entry === undefined) throw new ConnectError(`no bundle with sha256 ${sha256} is published`, Code.NotFound);
     const granted = new Set((await this.catalog.listGrants({ tenantId: claims.tenantId })).map((g) => g.name));
     checkServable(entry, claims.tenantId, granted);
-    const object = await this.catalog.openBundle(entry.version, signal);
+    const object = await this.catalog.openBundle(entry.version, signal).catch((error: unknown) => {
+      if (!(error instanceof BlobNotFoundError)) throw error;
+      throw new ConnectError(
+        `bundle ${sha256} of extension "${entry.version.name}" is cataloged but its bytes are missing from the blob store; publish it again`,
+        Code.DataLoss,
+      );
+    });
     yield create(DownloadBundleResponseSchema, { msg: { case: "info", value: { extension: toExtensionVersion(entry) } } });
     for await (const chunk of limitChunkSize(object.body)) {
       yield create(DownloadBundleResponseSchema, { msg: { case: "chunk", value: chunk } });
