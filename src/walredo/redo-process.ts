@@ -118,7 +118,8 @@ export class RedoProcess {
       child = spawn(command!, args, {
         stdio: ["pipe", "pipe", "pipe"],
         env: { PATH: SEARCH_PATH, PGMESH_WALREDO_SCRATCH_ROOT: scratchInside },
-        ...(compiled.user && !compiled.chroot ? { uid: compiled.user.uid, gid: compiled.user.gid } : {}),
+        // As root, switch to the user (chroot switches itself); anybody else runs it as themselves.
+        ...(compiled.user && !compiled.chroot && (process.getuid?.() ?? 0) === 0 ? { uid: compiled.user.uid, gid: compiled.user.gid } : {}),
       });
     } catch (error) {
       await rm(scratchDir, { recursive: true, force: true });
