@@ -3,7 +3,8 @@ import os from "node:os";
 import path from "node:path";
 import pino from "pino";
 import { Compute, compileComputeCtlOptions, parseComputeSpec, type ComputeCtlOptions, type ComputeSpec } from "../src/computectl/index.js";
-import { systemPgBinaries } from "../src/pg/index.js";
+import { freePort } from "../src/net/free-port.js";
+import { initdb, resolveUnprivilegedUser, startPostgres, systemPgBinaries, type RunningPostgres } from "../src/pg/index.js";
 
 export const silentLogger = pino({ level: "silent" });
 
@@ -39,4 +40,15 @@ export function newCompute(root: string, options: Partial<ComputeCtlOptions> = {
     }),
     { logger: silentLogger },
   );
+}
+
+/** A fresh initdb'd Postgres 15 under `dir`, running as the unprivileged user on a free port. */
+export async function startScratchPostgres(dir: string): Promise<RunningPostgres> {
+  const binaries = systemPgBinaries(15);
+  const user = await resolveUnprivilegedUser();
+  const dataDir = path.join(dir, "data");
+  await initdb({ binaries, user, dataDir, extraArgs: ["--no-sync"] });
+  return startPostgres({
+    binaries, user, dataDir, port: await freePort(), socketDir: path.join(dir, "sock"), logFile: path.join(dir, "pg.log"),
+  });
 }

@@ -1,10 +1,8 @@
-import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { reconcileCatalog, scramVerifier, type ConnectTo } from "../src/computectl/index.js";
-import { freePort } from "../src/net/free-port.js";
-import { initdb, resolveUnprivilegedUser, startPostgres, systemPgBinaries, type RunningPostgres } from "../src/pg/index.js";
-import { spec, traversableTempDir } from "./computectl-fixtures.js";
+import type { RunningPostgres } from "../src/pg/index.js";
+import { spec, startScratchPostgres, traversableTempDir } from "./computectl-fixtures.js";
 
 describe("roles and databases reconciliation", () => {
   let tmp: { dir: string; remove(): Promise<void> };
@@ -26,13 +24,7 @@ describe("roles and databases reconciliation", () => {
 
   beforeAll(async () => {
     tmp = await traversableTempDir("pgmesh-reconcile-");
-    const binaries = systemPgBinaries(15);
-    const user = await resolveUnprivilegedUser();
-    const dataDir = path.join(tmp.dir, "data");
-    await initdb({ binaries, user, dataDir, extraArgs: ["--no-sync"] });
-    postgres = await startPostgres({
-      binaries, user, dataDir, port: await freePort(), socketDir: path.join(tmp.dir, "sock"), logFile: path.join(tmp.dir, "pg.log"),
-    });
+    postgres = await startScratchPostgres(tmp.dir);
   });
 
   afterAll(async () => {
