@@ -56,6 +56,14 @@ export class XLogRecordDecodeError extends Error {
   }
 }
 
+/** Throws unless n more bytes follow pos (a plain function: a closure over pos would slow every access to it). */
+function need(pos: number, n: number, totalLength: number, what: string, blockId = -1): void {
+  if (pos + n > totalLength) {
+    const where = blockId >= 0 ? `block ${blockId}'s ${what}` : what;
+    throw new XLogRecordDecodeError(pos, `record ends inside ${where} (needs ${n} bytes at offset ${pos} of ${totalLength})`);
+  }
+}
+
 /**
  * Decodes and checks the headers of a raw XLogRecord (page headers stripped),
  * with the checks of PostgreSQL's DecodeXLogRecord: block ids in order,
@@ -72,9 +80,6 @@ export function decodeXLogRecord(record: Uint8Array): DecodedXLogRecord {
     throw new XLogRecordDecodeError(0, `xl_tot_len is ${totalLength} but the record has ${record.length} bytes`);
   }
   let pos = SIZE_OF_XLOG_RECORD;
-  const need = (n: number, what: string): void => {
-    if (pos + n > totalLength) throw new XLogRecordDecodeError(pos, `record ends inside ${what} (needs ${n} bytes at offset ${pos} of ${totalLength})`);
-  };
   const blocks: BlockRef[] = [];
   let dataTotal = 0;
   let mainDataLength = 0;
@@ -83,31 +88,31 @@ export function decodeXLogRecord(record: Uint8Array): DecodedXLogRecord {
   let lastRel: RelFileNode | undefined;
   let maxBlockId = -1;
   while (totalLength - pos > dataTotal) {
-    need(1, "a block id");
+    need(pos, 1, totalLength, "a block id");
     const blockId = record[pos]!;
     pos += 1;
     if (blockId === XLR_BLOCK_ID_DATA_SHORT) {
-      need(1, "the main data length");
+      need(pos, 1, totalLength, "the main data length");
       mainDataLength = record[pos]!;
       pos += 1;
       dataTotal += mainDataLength;
       break;
     }
     if (blockId === XLR_BLOCK_ID_DATA_LONG) {
-      need(4, "the main data length");
+      need(pos, 4, totalLength, "the main data length");
       mainDataLength = view.getUint32(pos, true);
       pos += 4;
       dataTotal += mainDataLength;
       break;
     }
     if (blockId === XLR_BLOCK_ID_ORIGIN) {
-      need(2, "the replication origin");
+      need(pos, 2, totalLength, "the replication origin");
       originId = view.getUint16(pos, true);
       pos += 2;
       continue;
     }
     if (blockId === XLR_BLOCK_ID_TOPLEVEL_XID) {
-      need(4, "the top-level xid");
+      need(pos, 4, totalLength, "the top-level xid");
       toplevelXid = view.getUint32(pos, true);
       pos += 4;
       continue;
@@ -115,7 +120,7 @@ export function decodeXLogRecord(record: Uint8Array): DecodedXLogRecord {
     if (blockId > XLR_MAX_BLOCK_ID) throw new XLogRecordDecodeError(pos - 1, `invalid block id ${blockId}`);
     if (blockId <= maxBlockId) throw new XLogRecordDecodeError(pos - 1, `block id ${blockId} out of order (after ${maxBlockId})`);
     maxBlockId = blockId;
-    need(3, `block ${blockId}'s header`);
+    need(pos, 3, totalLength, "header", blockId);
     const forkFlags = record[pos]!;
     const dataLength = view.getUint16(pos + 1, true);
     pos += 3;
@@ -129,7 +134,7 @@ export function decodeXLogRecord(record: Uint8Array): DecodedXLogRecord {
     let holeLength = 0;
     let imageInfo = 0;
     if (hasImage) {
-      need(5, `block ${blockId}'s image header`);
+      need(pos, 5, totalLength, "image header", blockId);
       imageLength = view.getUint16(pos, true);
       holeOffset = view.getUint16(pos + 2, true);
       imageInfo = record[pos + 4]!;
@@ -137,7 +142,7 @@ export function decodeXLogRecord(record: Uint8Array): DecodedXLogRecord {
       const compressed = (imageInfo & BKPIMAGE_COMPRESSED_MASK) !== 0;
       const hasHole = (imageInfo & BKPIMAGE_HAS_HOLE) !== 0;
       if (hasHole && compressed) {
-        need(2, `block ${blockId}'s hole length`);
+        need(pos, 2, totalLength, "hole length", blockId);
         holeLength = view.getUint16(pos, true);
         pos += 2;
       } else if (hasHole) {
@@ -156,7 +161,7 @@ export function decodeXLogRecord(record: Uint8Array): DecodedXLogRecord {
     }
     let rel: RelFileNode;
     if ((forkFlags & BKPBLOCK_SAME_REL) === 0) {
-      need(12, `block ${blockId}'s RelFileNode`);
+      need(pos, 12, totalLength, "RelFileNode", blockId);
       rel = { spcOid: view.getUint32(pos, true), dbOid: view.getUint32(pos + 4, true), relNumber: view.getUint32(pos + 8, true) };
       pos += 12;
     } else {
@@ -164,7 +169,7 @@ export function decodeXLogRecord(record: Uint8Array): DecodedXLogRecord {
       rel = lastRel;
     }
     lastRel = rel;
-    need(4, `block ${blockId}'s block number`);
+    need(pos, 4, totalLength, "block number", blockId);
     const blockNumber = view.getUint32(pos, true);
     pos += 4;
     blocks.push({
