@@ -72,6 +72,16 @@ describe("verify key sets", () => {
     expect(claims.scope).toBe("control_plane");
   });
 
+  it("accepts a token naming a PEM key by another kid when that key verifies it", async () => {
+    const key = newKey();
+    const verifier = createTokenVerifier(await parseVerifyKeySet(key.publicKey.export({ format: "pem", type: "spki" }) as string, "k.pem"));
+    const issuerKid = { ...(await signingKeyFrom(key.privateKey)), kid: "issuer-2026-01" };
+    expect((await verifier.verify(await signToken(issuerKid, { scope: "admin" }, { ttlSec: 60 }))).scope).toBe("admin");
+    const stranger = { ...(await signingKeyFrom(newKey().privateKey)), kid: "issuer-2026-01" };
+    const err = await verifyError(verifier.verify(await signToken(stranger, { scope: "admin" }, { ttlSec: 60 })));
+    expect(err.failure).toBe("unknown_key");
+  });
+
   it("refuses a key file that is missing", async () => {
     await expect(loadVerifyKeySet(join(dir, "nope.jwks"))).rejects.toThrow(/auth keys ".*nope.jwks": cannot read/);
   });

@@ -25,16 +25,12 @@ export function createTokenVerifier(keySet: VerifyKeySet, options: TokenVerifier
   return {
     async verify(token: string): Promise<Claims> {
       const kid = readKid(token);
-      let candidates: readonly VerifyKey[];
-      if (kid === undefined) {
-        candidates = keySet.keys;
-      } else {
-        const key = byKid.get(kid);
-        if (key === undefined) {
-          throw new AuthError("unknown_key", `token is signed with key "${kid}", which this server does not know (--auth-keys)`);
-        }
-        candidates = [key];
-      }
+      const named = kid === undefined ? undefined : byKid.get(kid);
+      // A token names its key by kid; keys without a kid of their own (PEM) are tried in turn.
+      const candidates: readonly VerifyKey[] = named ? [named] : keySet.keys.filter((k) => kid === undefined || !k.kidGiven);
+      const unknownKey = (): AuthError =>
+        new AuthError("unknown_key", `token is signed with key "${kid}", which this server does not know (--auth-keys)`);
+      if (candidates.length === 0) throw unknownKey();
       let lastError: unknown;
       for (const { key } of candidates) {
         try {
@@ -50,7 +46,7 @@ export function createTokenVerifier(keySet: VerifyKeySet, options: TokenVerifier
           lastError = err;
         }
       }
-      throw toAuthError(lastError);
+      throw kid !== undefined && named === undefined ? unknownKey() : toAuthError(lastError);
     },
   };
 }

@@ -6,6 +6,8 @@ import { readKeyFile } from "./read-key-file.js";
 /** One public key that verifies tokens; `kid` is the JWKS kid or, for PEM keys, the RFC 7638 thumbprint. */
 export interface VerifyKey {
   readonly kid: string;
+  /** False when the kid was computed (PEM keys, JWKS keys without kid): tokens may name the key otherwise. */
+  readonly kidGiven: boolean;
   readonly key: Awaited<ReturnType<typeof importJWK>>;
 }
 
@@ -40,7 +42,7 @@ export async function parseVerifyKeySet(text: string, source: string): Promise<V
       throw new KeyFileError(source, `key ${jwk.kid ?? "(no kid)"} is a private key; give the public key only`);
     }
     const kid = jwk.kid ?? (await calculateJwkThumbprint(jwk));
-    keys.push({ kid, key: await importJWK({ ...jwk, alg: "EdDSA" }, "EdDSA") });
+    keys.push({ kid, kidGiven: jwk.kid !== undefined, key: await importJWK({ ...jwk, alg: "EdDSA" }, "EdDSA") });
   }
   return { keys };
 }
