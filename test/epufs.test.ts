@@ -149,6 +149,17 @@ describe.each(["local directory", "S3 (s3rver)"])("Epufs over %s", (backend) => 
       expect((await getFile(compute, ep, STATEMENTS)).data.equals(content(10_000, 11))).toBe(true);
       expect((await compute.listFiles({ endpoint: ep })).files.map((file) => file.size)).toEqual([10_000n]);
     });
+    it("gives up on a stalled upload at the call's deadline and keeps the previous version", async () => {
+      await putFile(compute, ep, STATEMENTS, content(10_000, 13));
+      const requests = (async function* () {
+        yield { msg: { case: "header" as const, value: { endpoint: ep, path: STATEMENTS } } };
+        yield { msg: { case: "chunk" as const, value: content(50_000, 14) } };
+        await new Promise(() => undefined);
+      })();
+      const error = await connectErrorOf(compute.putFile(requests, { timeoutMs: 300 }));
+      expect(error.code).toBe(Code.DeadlineExceeded);
+      expect((await getFile(compute, ep, STATEMENTS)).data.equals(content(10_000, 13))).toBe(true);
+    });
   });
 
   describe("Epufs list", () => {

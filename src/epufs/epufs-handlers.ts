@@ -30,9 +30,9 @@ export function createEpufsHandlers(epufs: Epufs): ServiceImpl<typeof EpufsServi
         );
         return { file: toFileInfo(info) };
       } finally {
-        // On an early answer (refused, over a limit) stop reading: the request stream is reset
-        // instead of staying open until the client finishes sending.
-        await iterator.return?.();
+        // On an early answer (refused, over a limit) stop reading the request. Not awaited: a
+        // return() queues behind a read still waiting for a stalled client.
+        void Promise.resolve(iterator.return?.()).catch(() => undefined);
       }
     },
 
