@@ -20,6 +20,8 @@ import { adminPassword, capturingReporter, startSourceServer, type SourceServer 
 
 const restrictedPassword = "r3stricted-Pw";
 const repoRoot = path.resolve(import.meta.dirname, "..");
+/** --memory-mb's default: a quarter of the machine's memory. */
+const memoryMbDefault = () => Math.floor(os.totalmem() / 4 / 2 ** 20);
 
 describe("fast-import failures", () => {
   let root: string;
@@ -203,7 +205,8 @@ describe("fast-import failures", () => {
       expect(result.exitCode).toBe(1);
       expect(result.stderr).toContain(`fast-import: cannot connect to the source postgresql://cloud_admin:***@127.0.0.1:${port}/shop: connection refused`);
       const lines = result.stdout.trim().split("\n").map((line) => JSON.parse(line) as { msg: string; phase?: string });
-      expect(lines.map((line) => line.msg)).toEqual(expect.arrayContaining(["importing", "check started", "check finished"]));
+      expect(lines.map((line) => line.msg)).toEqual(expect.arrayContaining(["check started", "check finished"]));
+      expect(lines[0]!.msg).toBe(`importing postgresql://cloud_admin:***@127.0.0.1:${port}/shop into cli/pgdata/ (2 jobs, ${memoryMbDefault()} MiB)`);
       expect(result.stdout + result.stderr).not.toContain(adminPassword);
       await expectFailedSnapshot("cli", "check", /connection refused/);
     });

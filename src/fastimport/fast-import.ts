@@ -70,7 +70,7 @@ export async function runFastImport(
   try {
     const compiled = compileFastImportOptions(options);
     const { source, jobs, selection } = compiled;
-    reporter.info("importing", {
+    reporter.info(`importing ${source.redacted()} into ${keys.pgdataPrefix} (${jobs} jobs, ${compiled.memoryMb} MiB)`, {
       source: source.redacted(),
       storage_prefix: target.prefix,
       jobs,
@@ -109,7 +109,7 @@ export async function runFastImport(
     cluster = undefined;
     const snapshot = await listSnapshotFiles(layout.pgdata, control.redoWalFile);
     bytes.pgdata = snapshot.totalBytes;
-    await phases.run("upload", `${snapshot.files.length} files`, async (sample) => {
+    await phases.run("upload", keys.pgdataPrefix, async (sample) => {
       let filesDone = 0;
       sample(() => ({ bytesDone: bytes.uploaded, bytesTotal: snapshot.totalBytes, itemsDone: filesDone, itemsTotal: snapshot.files.length, itemUnit: "files" }));
       await uploadSnapshot(snapshot.files, {

@@ -28,7 +28,8 @@ export async function importDatabase(job: DatabaseImport, db: SourceDatabase, in
   const dir = path.join(layout.dumps, `db${index}`);
   let dumped = 0;
   await phases.run("dump", db.name, async (sample) => {
-    sample(async () => ({ bytesDone: await treeBytes(dir), bytesTotal: db.sizeBytes, itemsDone: dumped, itemsTotal: db.tables, itemUnit: "tables" }));
+    // The archive is compressed, so the source size is no estimate of its bytes.
+    sample(async () => ({ bytesDone: await treeBytes(dir), bytesTotal: undefined, itemsDone: dumped, itemsTotal: db.tables, itemUnit: "tables" }));
     await dumpDatabase(tools, source, db.name, dir, () => (dumped += 1));
   });
   const dumpBytes = await treeBytes(dir);

@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { createReadStream } from "node:fs";
 import path from "node:path";
 import type { BlobStore } from "../blob/index.js";
@@ -28,6 +29,8 @@ export async function uploadSnapshot(files: readonly SnapshotFile[], options: Up
   let next = 0;
   const stop = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+  // Every put in flight listens on it.
+  setMaxListeners(options.concurrency + 10, signal);
   const counted = async function* (source: AsyncIterable<Buffer>): AsyncGenerator<Uint8Array> {
     for await (const chunk of source) {
       bytesDone += chunk.byteLength;
