@@ -88,6 +88,16 @@ describe("Compute failures", () => {
     expect(compute.state.state).toBe("failed");
   });
 
+  it("fails and stops its Postgres when roles cannot be reconciled", async () => {
+    const compute = await start("read-only", {
+      cluster: { roles: [{ name: "alice" }], settings: [{ name: "default_transaction_read_only", value: "on", vartype: "bool" }] },
+    });
+    await expect(compute.waitUntilRunning()).rejects.toThrow(/cannot execute CREATE ROLE in a read-only transaction/);
+    await compute.state.waitFor((s) => s.state === "failed");
+    await compute.postgres!.exited;
+    expect(compute.postgres!.hasExited).toBe(true);
+  });
+
   it("leaves roles and databases alone with skip_pg_catalog_updates", async () => {
     const compute = await start("skip-catalog", {
       skip_pg_catalog_updates: true,

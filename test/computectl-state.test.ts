@@ -31,6 +31,8 @@ describe("compute state machine", () => {
     m.move("init", "start");
     m.fail("postgres exited");
     expect(m.current).toMatchObject({ state: "failed", error: "postgres exited" });
+    m.fail("a later, less useful reason");
+    expect(m.current.error).toBe("postgres exited");
     expect(() => m.move("running", "start")).toThrow(/cannot start a compute in state failed/);
   });
 

@@ -83,7 +83,8 @@ export class ComputeStateMachine {
   }
 
   canMove(to: ComputeStateName): boolean {
-    return to === "failed" ? this.state !== "terminated" : allowed[this.state].includes(to);
+    // Failed and terminated are final: the first reason a compute failed is the one it keeps.
+    return to === "failed" ? this.state !== "terminated" && this.state !== "failed" : allowed[this.state].includes(to);
   }
 
   /** Moves to `to`, or throws ComputeStateError (FAILED_PRECONDITION) naming `action`. */

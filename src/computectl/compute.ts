@@ -206,9 +206,11 @@ export class Compute {
     this.#spec = spec;
     this.#timings = emptyTimings();
     this.#timings.waitForSpecMs = Math.round(performance.now() - this.#createdAt);
-    this.#starting = this.#start(spec).catch((err) => {
+    this.#starting = this.#start(spec).catch(async (err) => {
       this.deps.logger.error({ err }, "compute start failed");
       this.state.fail(messageOf(err));
+      // A compute that failed to start serves nobody: stop a Postgres that did come up.
+      await this.#stopPostgres("immediate");
     });
   }
 

@@ -46,7 +46,8 @@ async function buildOnce(dir: string, options: InitdbTemplateOptions): Promise<s
       user: options.user,
       dataDir: path.join(scratch, "pgdata"),
       superuser: adminRole,
-      extraArgs: ["--no-sync", "--no-instructions"],
+      // Synced (no --no-sync): the template outlives this process and is renamed into place only once durable.
+      extraArgs: ["--no-instructions"],
     });
     await rename(scratch, dir).catch(async (err: NodeJS.ErrnoException) => {
       // Another compute-ctl won the race: use its template.
