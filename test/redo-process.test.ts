@@ -276,8 +276,8 @@ describe("postgres --wal-redo (the drop-in interface)", () => {
     await chown(scratchRoot, user.uid, user.gid);
   });
 
-  function launch() {
-    const child = spawn(path.join(bundleDir, "launcher"), ["15", "postgres", "--wal-redo"], {
+  function launch(...extra: string[]) {
+    const child = spawn(path.join(bundleDir, "launcher"), ["15", "postgres", "--wal-redo", ...extra], {
       uid: user.uid, gid: user.gid, stdio: ["pipe", "pipe", "pipe"],
       env: { PGMESH_WALREDO_SCRATCH_ROOT: scratchRoot },
     });
@@ -308,6 +308,18 @@ describe("postgres --wal-redo (the drop-in interface)", () => {
     expect(out.length).toBe(2 * PAGE_SIZE);
     expect(out.subarray(0, PAGE_SIZE).every((b) => b === 0)).toBe(true);
     expect(out.subarray(PAGE_SIZE).equals(Buffer.from(target.heap))).toBe(true);
+  });
+
+  it("runs without the seccomp filter when given --disable-seccomp", async () => {
+    const child = launch("--disable-seccomp");
+    const done = collect(child);
+    child.stdin.write(encodePing());
+    await once(child.stdout, "readable");
+    const [postgresChild] = await childrenOf(child.pid!);
+    const status = await readFile(`/proc/${postgresChild!.split(" ")[0]}/status`, "utf8");
+    child.stdin.end();
+    expect(status).toMatch(/Seccomp:\s+0\n/);
+    expect((await done).code).toBe(0);
   });
 
   it("exits with a reason on an unknown frame type", async () => {
