@@ -14,9 +14,8 @@ import {
   type ExtensionVersion,
 } from "../../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
 import { limitChunkSize } from "./chunk-bytes.js";
-import { verifyDownloadToken, type DownloadVerifyKey } from "./download-token.js";
+import { requireNamedBundle, verifyDownloadToken, type DownloadVerifyKey } from "./download-token.js";
 import { checkSha256 } from "./extension-ids.js";
-import { requireNamedBundle } from "./extension-store.js";
 
 export interface BundleCacheOptions {
   /** Local directory holding `<sha256>.tar` and `<sha256>.info.binpb`. */

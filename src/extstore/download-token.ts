@@ -130,3 +130,13 @@ function unauthenticated(error: unknown): ConnectError {
   }
   return new ConnectError(`download_token cannot be verified: ${(error as Error).message}`, Code.Unauthenticated);
 }
+
+/** PERMISSION_DENIED unless the download token names the bundle. */
+export function requireNamedBundle(bundles: readonly string[], sha256: string): void {
+  if (!bundles.includes(sha256)) {
+    throw new ConnectError(
+      `the download token does not name bundle ${sha256}; ask for a token that includes it`,
+      Code.PermissionDenied,
+    );
+  }
+}

@@ -46,7 +46,13 @@ import {
 import { limitChunkSize } from "./chunk-bytes.js";
 import { buildComputeIndex, remoteExtensionsJson, usableBy } from "./compute-index.js";
 import { parseControlFile } from "./control-file.js";
-import { signDownloadToken, verifyDownloadToken, verifyKeyOf, type DownloadVerifyKey } from "./download-token.js";
+import {
+  requireNamedBundle,
+  signDownloadToken,
+  verifyDownloadToken,
+  verifyKeyOf,
+  type DownloadVerifyKey,
+} from "./download-token.js";
 import { ExtensionCatalog } from "./extension-catalog.js";
 import { checkExtensionName, checkPgMajor, checkSha256, checkTenantId } from "./extension-ids.js";
 import { BundleRejectedError } from "./extension-store-errors.js";
@@ -56,7 +62,7 @@ import {
   type ExtensionStoreOptions,
 } from "./extension-store-options.js";
 import { decodeListPageToken, encodeListPageToken, compareListOrder } from "./list-page-token.js";
-import { receiveBundle } from "./receive-bundle.js";
+import { receiveBundle, type ReceivedBundle } from "./receive-bundle.js";
 import { isApproved, type CatalogEntry, type StoredVersion } from "./stored-records.js";
 import { reviewStateOf, toExtensionVersion, toGrant } from "./version-message.js";
 
@@ -339,16 +345,6 @@ export class ExtensionStore {
   }
 }
 
-/** PERMISSION_DENIED unless the download token names the bundle. */
-export function requireNamedBundle(bundles: readonly string[], sha256: string): void {
-  if (!bundles.includes(sha256)) {
-    throw new ConnectError(
-      `the download token does not name bundle ${sha256}; ask for a token that includes it`,
-      Code.PermissionDenied,
-    );
-  }
-}
-
 /** FAILED_PRECONDITION unless approved; PERMISSION_DENIED unless the tenant may use it. */
 function checkServable(entry: CatalogEntry, tenantId: string, granted: ReadonlySet<string>): void {
   const { name, sha256 } = entry.version;
@@ -381,7 +377,7 @@ function checkPublishHeader(header: PublishExtensionHeader): PublishExtensionHea
 
 function storedVersionOf(
   header: PublishExtensionHeader,
-  received: Awaited<ReturnType<typeof receiveBundle>>,
+  received: ReceivedBundle,
   now: Date,
 ): StoredVersion {
   const control = received.manifest.controlFiles.find((c) => c.fileName === `${header.name}.control`)!;

@@ -1,4 +1,4 @@
-export { ExtensionStore, requireNamedBundle, type Caller } from "./extension-store.js";
+export { ExtensionStore, type Caller } from "./extension-store.js";
 export {
   compileExtensionStoreOptions,
   ExtensionStoreOptionsError,
@@ -16,6 +16,7 @@ export { parseControlFile } from "./control-file.js";
 export { inspectBundle, type BundleControlFile, type BundleLimits, type BundleManifest } from "./inspect-bundle.js";
 export {
   downloadTokenAudience,
+  requireNamedBundle,
   signDownloadToken,
   verifyDownloadToken,
   verifyKeyOf,
