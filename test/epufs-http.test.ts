@@ -173,9 +173,16 @@ describe.each(["local directory", "S3 (s3rver)"])("Epufs HTTP routes over %s", (
     expect(await statusOf("POST", `${base}/pgdata/%2e%2e/x`, compute, content(5, 1))).toBe(400);
     expect(await statusOf("POST", `${base}/pgdata/postgresql.conf`, compute, content(5, 1))).toBe(412);
     expect(await statusOf("POST", `${base}/pgdata/${PGSTAT}`, compute, content(1024 * 1024 + 1, 1))).toBe(413);
-    expect(await statusOf("PATCH", `${base}/pgdata/${PGSTAT}`, compute)).toBe(501);
-    expect(await statusOf("GET", `/tenants/${T}`, controlPlane)).toBe(501);
+    expect(await statusOf("PATCH", `${base}/pgdata/${PGSTAT}`, compute)).toBe(405);
+    expect(await statusOf("GET", `/tenants/${T}`, controlPlane)).toBe(405);
     expect((await epufs.store.list("")).items).toEqual([]);
+  });
+
+  it("answers 405 with Allow for a method the path does not take", async () => {
+    const refused = await http(epufs.url, "GET", `/tenants/${T}/timelines/${TL}`, { token: controlPlane });
+    expect(refused.status).toBe(405);
+    expect(refused.headers.allow).toBe("DELETE");
+    expect(refused.json()).toEqual({ code: "method_not_allowed", message: "GET is not allowed here; use DELETE" });
   });
 
   it("names the file, size, limit and flag in a 413", async () => {

@@ -42,7 +42,8 @@ const tenantPattern = /^\/tenants\/([^/]+)$/;
  *   GET|POST|PUT|DELETE /tenants/<t>/timelines/<tl>/endpoints/<e>/pgdata/<path>
  *   DELETE /tenants/<t>/timelines/<tl>/endpoints/<e> | /tenants/<t>/timelines/<tl> | /tenants/<t>
  * Deletes answer {"files":N,"bytes":N}; errors {"code":"...","message":"..."}
- * with the HTTP status of the gRPC code. Returns false for other paths.
+ * with the HTTP status of the gRPC code (405 for a method a path does not
+ * take). Returns false for other paths.
  */
 export function createEpufsHttpRoutes(epufs: Epufs, auth: EpufsHttpAuth) {
   return async (req: Request, res: Response): Promise<boolean> => {
@@ -52,10 +53,13 @@ export function createEpufsHttpRoutes(epufs: Epufs, auth: EpufsHttpAuth) {
     if (route === undefined) return false;
     const abort = new AbortController();
     res.once("close", () => abort.abort(new ConnectError("the client closed the request", Code.Canceled)));
+    if (typeof route === "string") {
+      sendJson(res, 405, { code: "method_not_allowed", message: `${req.method} is not allowed here; use ${route}` }, {
+        allow: route.replace(/ or /g, ", "),
+      });
+      return true;
+    }
     try {
-      if (typeof route === "string") {
-        throw new ConnectError(`${req.method} is not allowed here; use ${route}`, Code.Unimplemented);
-      }
       const claims = await authenticate(auth, req);
       await route(claims, req, res, abort.signal);
     } catch (error) {
