@@ -59,7 +59,7 @@ async function main(): Promise<void> {
     logger,
   });
   // SIGTERM/SIGINT: terminate the compute (files saved to Epufs), stop serving, exit 0.
-  shutdownOnSignal({ ...handle.server, close: () => handle.close() }, logger);
+  shutdownOnSignal(handle, logger);
 }
 
 main().catch((err: unknown) => {
