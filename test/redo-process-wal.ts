@@ -131,3 +131,41 @@ export function maskHeapHints(page: Uint8Array): Buffer {
   }
   return masked;
 }
+
+const CRC32C_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0x82f63b78 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+
+function crc32c(crc: number, bytes: Uint8Array): number {
+  for (const b of bytes) crc = CRC32C_TABLE[(crc ^ b) & 0xff]! ^ (crc >>> 8);
+  return crc;
+}
+
+/**
+ * A hand-made WAL record with a valid CRC: one block reference to `tag`
+ * (optionally with block data) and optional main data. For tests that need
+ * a record Postgres's own redo rejects.
+ */
+export function craftRecord(rmid: number, info: number, tag: BufferTag, blockData: Uint8Array, mainData: Uint8Array): Uint8Array {
+  const blockHeader = 1 + 1 + 2 + 12 + 4;
+  const mainHeader = mainData.length > 0 ? 2 : 0;
+  const total = 24 + blockHeader + mainHeader + blockData.length + mainData.length;
+  const bytes = new Uint8Array(total);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, total, true); // xl_tot_len
+  view.setUint8(16, info);
+  view.setUint8(17, rmid);
+  let at = 24;
+  bytes[at++] = 0; // block id 0
+  bytes[at++] = tag.forkNumber | (blockData.length > 0 ? 0x20 : 0); // BKPBLOCK_HAS_DATA
+  view.setUint16(at, blockData.length, true); at += 2;
+  for (const v of [tag.spcNode, tag.dbNode, tag.relNode, tag.blockNumber]) { view.setUint32(at, v, true); at += 4; }
+  if (mainHeader) { bytes[at++] = 255; bytes[at++] = mainData.length; } // XLR_BLOCK_ID_DATA_SHORT
+  bytes.set(blockData, at); at += blockData.length;
+  bytes.set(mainData, at);
+  const crc = crc32c(crc32c(0xffffffff, bytes.subarray(24)), bytes.subarray(0, 20)) ^ 0xffffffff;
+  view.setUint32(20, crc >>> 0, true);
+  return bytes;
+}

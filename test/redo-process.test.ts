@@ -11,7 +11,7 @@ import { RedoProcess } from "../src/walredo/redo-process.js";
 import { RedoProcessExitedError, RedoProcessStartError } from "../src/walredo/redo-process-errors.js";
 import { encodePing, encodeRedoRequest, PAGE_SIZE, RedoProtocolError, type BufferTag, type RedoRequest, type WalRecord } from "../src/walredo/redo-protocol.js";
 import { ensureTestBundle } from "./bundle-fixture.js";
-import { dumpRecords, maskHeapHints, pageLsn, parseLsn, readPage, recordsFor, type DumpedRecord } from "./redo-process-wal.js";
+import { craftRecord, dumpRecords, maskHeapHints, pageLsn, parseLsn, readPage, recordsFor, type DumpedRecord } from "./redo-process-wal.js";
 
 /**
  * Real WAL from a real Postgres 15: a table with a primary key, filled in
@@ -226,14 +226,14 @@ describe("RedoProcess page reconstruction", () => {
 });
 
 describe("RedoProcess on invalid records", () => {
-  async function expectExit(request: RedoRequest, reason: RegExp): Promise<void> {
+  async function expectExit(request: RedoRequest, reason: RegExp, code = 1): Promise<void> {
     const redo = await startProcess();
     const failing = redo.applyRecords(request);
     const next = redo.ping();
     await expect(failing).rejects.toThrow(RedoProcessExitedError);
     await expect(next).rejects.toThrow(RedoProcessExitedError);
     const exit = await redo.exited;
-    expect(exit.code).toBe(1);
+    expect(exit.code).toBe(code);
     expect(exit.reason).toMatch(reason);
     await expect(redo.ping()).rejects.toThrow(reason);
   }
@@ -259,6 +259,23 @@ describe("RedoProcess on invalid records", () => {
   it("exits with a reason on a record for another block", async () => {
     const leafRecords = await recordsBetween(workload.leaf, 0n, workload.atCheckpoint[1]!.lsn);
     await expectExit({ tag: workload.heap, records: [leafRecords.at(-1)!] }, /does not touch the requested block/);
+  });
+
+  it("exits with code 2 and Postgres's message when redo raises an error", async () => {
+    // XLOG FPI (rmgr 0, info 0xB0) whose block reference carries no image.
+    const record = craftRecord(0, 0xb0, workload.heap, new Uint8Array(0), new Uint8Array(0));
+    await expectExit({ tag: workload.heap, records: [{ endLsn: 0x100000n, record }] }, /did not contain a full-page image/, 2);
+  });
+
+  it("exits with code 3, not a core dump, when redo panics", async () => {
+    // Heap INSERT at offset 100 of an empty page: heap_xlog_insert PANICs "invalid max offset number".
+    const empty = new Uint8Array(PAGE_SIZE);
+    new DataView(empty.buffer).setUint16(12, 24, true); // pd_lower
+    new DataView(empty.buffer).setUint16(14, PAGE_SIZE, true); // pd_upper
+    new DataView(empty.buffer).setUint16(16, PAGE_SIZE, true); // pd_special
+    new DataView(empty.buffer).setUint16(18, PAGE_SIZE | 4, true); // pd_pagesize_version
+    const record = craftRecord(10, 0x00, workload.heap, new Uint8Array(8), new Uint8Array([100, 0, 0]));
+    await expectExit({ tag: workload.heap, baseImage: empty, records: [{ endLsn: 0x100000n, record }] }, /PANIC.*invalid max offset number/, 3);
   });
 
   it("exits with a reason on random bytes", async () => {
