@@ -63,7 +63,9 @@ async function writeEntry(
   const written = new Promise<void>((resolve, reject) => {
     settle = (error) => (error ? reject(error) : resolve());
   });
+  written.catch(() => undefined); // awaited below unless the body fails first
   const entry = pack.entry(header, (error) => settle(error));
+  entry.on("error", () => undefined); // reported through the callback and the pack
   for await (const chunk of body) {
     if (!entry.write(chunk)) await Promise.race([drained(entry), stopped]);
   }
