@@ -36,6 +36,9 @@ export interface ServerHandle {
 type AnyRequest = IncomingMessage | Http2ServerRequest;
 type AnyResponse = ServerResponse | Http2ServerResponse;
 
+/** How long a new connection may take to send its first bytes. */
+const firstBytesTimeoutMs = 30_000;
+
 /** How long connections get to send their last bytes (responses, aborted calls' errors) before they are cut. */
 const flushMs = 2_000;
 
@@ -114,7 +117,12 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
   const net = createNetServer((socket) => {
     tracker.addSocket(socket);
     socket.on("error", (err) => logger.debug({ err }, "connection error"));
+    // A connection that says nothing is dropped rather than held open; HTTP/1.1 and HTTP/2 have their own limits after.
+    const silent = (): void => void socket.destroy();
+    socket.setTimeout(firstBytesTimeoutMs, silent);
     sniffProtocol(socket, (protocol) => {
+      socket.setTimeout(0);
+      socket.removeListener("timeout", silent);
       if (protocol === "h2") {
         tracker.markHttp2(socket);
         http2.emit("connection", socket);
