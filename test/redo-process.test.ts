@@ -294,9 +294,11 @@ describe("postgres --wal-redo (the drop-in interface)", () => {
   });
 
   function launch(...extra: string[]) {
+    return launchWith({ PGMESH_WALREDO_SCRATCH_ROOT: scratchRoot }, ...extra);
+  }
+  function launchWith(env: Record<string, string>, ...extra: string[]) {
     const child = spawn(path.join(bundleDir, "launcher"), ["15", "postgres", "--wal-redo", ...extra], {
-      uid: user.uid, gid: user.gid, stdio: ["pipe", "pipe", "pipe"],
-      env: { PGMESH_WALREDO_SCRATCH_ROOT: scratchRoot },
+      uid: user.uid, gid: user.gid, stdio: ["pipe", "pipe", "pipe"], env,
     });
     child.stdin.on("error", () => {
       // EPIPE once the process has exited on bad input
@@ -325,6 +327,20 @@ describe("postgres --wal-redo (the drop-in interface)", () => {
     expect(out.length).toBe(2 * PAGE_SIZE);
     expect(out.subarray(0, PAGE_SIZE).every((b) => b === 0)).toBe(true);
     expect(out.subarray(PAGE_SIZE).equals(Buffer.from(target.heap))).toBe(true);
+  });
+
+  it("builds its cluster in PGMESH_WALREDO_SCRATCH_DIR and removes that directory when its input ends", async () => {
+    const dir = path.join(scratchRoot, "given");
+    await mkdir(dir);
+    await chown(dir, user.uid, user.gid);
+    const child = launchWith({ PGMESH_WALREDO_SCRATCH_DIR: dir });
+    const done = collect(child);
+    child.stdin.write(encodePing());
+    await once(child.stdout, "readable");
+    expect(await readdir(dir)).toContain("data");
+    child.stdin.end();
+    expect((await done).code).toBe(0);
+    await expect(readdir(dir)).rejects.toThrow(/ENOENT/);
   });
 
   it("runs without the seccomp filter when given --disable-seccomp", async () => {

@@ -8,8 +8,10 @@
  *                           seccomp filter unless --disable-seccomp
  *   postgres ARGS…          exec Debian's real postgres with ARGS
  *
- * For --wal-redo it copies the template cluster into a fresh scratch directory
- * under $PGMESH_WALREDO_SCRATCH_ROOT (else $TMPDIR, else /tmp), then runs the
+ * For --wal-redo it copies the template cluster into a scratch directory,
+ * $PGMESH_WALREDO_SCRATCH_DIR (an existing empty directory, removed at the end)
+ * or a fresh one under $PGMESH_WALREDO_SCRATCH_ROOT (else $TMPDIR, else
+ * /tmp), then runs the
  * real postgres in single-user mode as its child with the protocol on fds 3/4
  * and `SELECT pgmesh_walredo_main()` on stdin. It stays as the parent to
  * remove the scratch directory when the child ends, and exits the way the
@@ -284,6 +286,7 @@ child_main(const char *root, pid_t parent, const char *data, const char *boot, c
 static int
 wal_redo(const char *root, int argc, char **argv)
 {
+	const char *given = getenv("PGMESH_WALREDO_SCRATCH_DIR");
 	const char *base = getenv("PGMESH_WALREDO_SCRATCH_ROOT");
 	char template[PATH_MAX];
 	char data[PATH_MAX];
@@ -309,9 +312,15 @@ wal_redo(const char *root, int argc, char **argv)
 	setrlimit(RLIMIT_CORE, &no_core);
 
 	join(template, root, PGMESH_TEMPLATE);
-	if (snprintf(scratch, sizeof(scratch), "%s/pgmesh-walredo-XXXXXX", base) >= (int) sizeof(scratch))
+	if (given != NULL && given[0] != '\0')
+	{
+		/* The caller's own directory: used as is, removed with everything in it at the end. */
+		if (snprintf(scratch, sizeof(scratch), "%s", given) >= (int) sizeof(scratch))
+			fail("PGMESH_WALREDO_SCRATCH_DIR too long: %s", given);
+	}
+	else if (snprintf(scratch, sizeof(scratch), "%s/pgmesh-walredo-XXXXXX", base) >= (int) sizeof(scratch))
 		fail("scratch root path too long: %s", base);
-	if (mkdtemp(scratch) == NULL)
+	else if (mkdtemp(scratch) == NULL)
 	{
 		int err = errno;
 

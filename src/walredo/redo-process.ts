@@ -117,7 +117,9 @@ export class RedoProcess {
     try {
       child = spawn(command!, args, {
         stdio: ["pipe", "pipe", "pipe"],
-        env: { PATH: SEARCH_PATH, PGMESH_WALREDO_SCRATCH_ROOT: scratchInside },
+        // The wrapper builds its scratch cluster in this directory and removes it when it ends,
+        // even if this process is gone by then; `exited` removes it too, for a killed wrapper.
+        env: { PATH: SEARCH_PATH, PGMESH_WALREDO_SCRATCH_DIR: scratchInside },
         // As root, switch to the user (chroot switches itself); anybody else runs it as themselves.
         ...(compiled.user && !compiled.chroot && (process.getuid?.() ?? 0) === 0 ? { uid: compiled.user.uid, gid: compiled.user.gid } : {}),
       });
