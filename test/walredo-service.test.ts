@@ -184,6 +184,52 @@ describe("WalRedo service", () => {
     }
   });
 
+  it("starts more processes for a tenant under load, up to the per-tenant bound", async () => {
+    const harness = await startWalRedoHarness({ pipelineDepth: 1, maxProcessesPerTenant: 3 });
+    try {
+      let most = 0;
+      // A steady load: 16 requests in flight, a new one sent as each is answered.
+      const sample = cases.slice(0, 200);
+      let credits = 16;
+      let wake: (() => void) | undefined;
+      const requests = (async function* () {
+        for (let i = 0; i < sample.length; i++) {
+          while (credits === 0) await new Promise<void>((r) => (wake = r));
+          credits--;
+          yield pageCaseRequest(workload, sample[i]!, { requestId: BigInt(i), tenantId: "tenant-busy" });
+        }
+      })();
+      for await (const response of harness.client.redo(requests)) {
+        pageOf(response);
+        most = Math.max(most, harness.pool.stats.processes);
+        credits++;
+        wake?.();
+      }
+      // Growth is started by the load and does not hold requests up; the new processes join when ready.
+      await eventually(() => harness.pool.stats.processes > 1);
+      expect(Math.max(most, harness.pool.stats.processes)).toBeLessThanOrEqual(3);
+    } finally {
+      await harness.close();
+    }
+  });
+
+  it("answers RESOURCE_EXHAUSTED when every process is busy at the global cap", async () => {
+    const harness = await startWalRedoHarness({ maxProcesses: 1, maxProcessesPerTenant: 1 });
+    try {
+      await harness.client.ping({ tenantId: "tenant-1", pgMajor: 15 });
+      const tree = await processTree(harness.pool.pids);
+      for (const pid of tree) process.kill(pid, "SIGSTOP");
+      const stuck = harness.client.redoPage(unary(pageCaseRequest(workload, cases[0]!, { tenantId: "tenant-1" }))).catch((e: unknown) => e);
+      await eventually(() => harness.pool.pids.length === 1);
+      const err = await harness.client.ping({ tenantId: "tenant-2", pgMajor: 15 }).catch((e: unknown) => ConnectError.from(e));
+      expect(err).toMatchObject({ code: Code.ResourceExhausted, rawMessage: expect.stringMatching(/all 1 walredo processes are busy \(--max-processes\)/) });
+      for (const pid of tree) process.kill(pid, "SIGCONT");
+      await stuck;
+    } finally {
+      await harness.close();
+    }
+  });
+
   it("kills a process after the idle timeout", async () => {
     const harness = await startWalRedoHarness({ idleTimeoutMs: 200 });
     try {

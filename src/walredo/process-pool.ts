@@ -139,29 +139,46 @@ export class RedoProcessPool {
     return this.options.logger.child({ tenant: lane.tenantId, pgMajor: lane.pgMajor, ...(pid ? { pid } : {}) });
   }
 
+  /**
+   * A process of the tenant for one more request, already claimed (counted in
+   * flight): the least loaded one; a new one is started in the background once
+   * every process has pipelineDepth requests in flight (the request does not
+   * wait for it); the first request of a tenant waits for its process, and
+   * concurrent first requests wait for the same one.
+   */
   private async pickShared(lane: TenantLane, request: RedoRequest | undefined): Promise<Slot> {
-    let best: Slot | undefined;
-    for (const slot of lane.shared) if (!best || slot.inFlight < best.inFlight) best = slot;
-    const busy = best !== undefined && best.inFlight >= this.options.pipelineDepth;
-    const canGrow = lane.shared.length < this.options.maxProcessesPerTenant && this.reserved < this.options.maxProcesses;
-    if (best && (!busy || !canGrow || lane.spawning)) return best;
-    if (lane.spawning) return lane.spawning;
-    const spawning = this.spawn(lane, request).then((slot) => {
-      lane.shared.push(slot);
-      return slot;
-    }).finally(() => {
-      lane.spawning = undefined;
-    });
-    lane.spawning = spawning;
-    if (!best) return spawning;
-    spawning.catch((err: Error) => this.logger(lane).warn({ err: err.message }, "could not add a walredo process"));
-    return best;
+    for (;;) {
+      let best: Slot | undefined;
+      for (const slot of lane.shared) if (!best || slot.inFlight < best.inFlight) best = slot;
+      const busy = best !== undefined && best.inFlight >= this.options.pipelineDepth;
+      const canGrow = lane.shared.length < this.options.maxProcessesPerTenant && this.reserved < this.options.maxProcesses;
+      if (best && (!busy || !canGrow || lane.spawning)) return this.claim(best);
+      if (!lane.spawning) {
+        lane.spawning = this.spawn(lane, request).then((slot) => {
+          lane.shared.push(slot);
+          return slot;
+        }).finally(() => {
+          lane.spawning = undefined;
+        });
+        if (best) {
+          lane.spawning.catch((err: Error) => this.logger(lane).warn({ err: err.message }, "could not add a walredo process"));
+          return this.claim(best);
+        }
+      }
+      await lane.spawning;
+    }
+  }
+
+  private claim(slot: Slot): Slot {
+    slot.inFlight++;
+    clearTimeout(slot.idleTimer);
+    return slot;
   }
 
   private runSolo<T>(lane: TenantLane, work: (slot: Slot) => Promise<T>): Promise<T> {
     const run = lane.soloQueue.then(async () => {
       if (!lane.solo) lane.solo = await this.spawn(lane, undefined);
-      return work(lane.solo);
+      return work(this.claim(lane.solo));
     });
     lane.soloQueue = run.catch(() => undefined);
     return run;
@@ -251,9 +268,8 @@ export class RedoProcessPool {
     slot.idleTimer.unref();
   }
 
+  /** Runs work on a claimed slot and releases it. */
   private async track<T>(slot: Slot, work: () => Promise<T>): Promise<T> {
-    slot.inFlight++;
-    clearTimeout(slot.idleTimer);
     try {
       return await work();
     } finally {
