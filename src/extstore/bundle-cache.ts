@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, open, readdir, readFile, rename, stat, unlink, utimes, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, stat, unlink, utimes, writeFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
@@ -13,9 +13,10 @@ import {
   type ExtensionStoreService,
   type ExtensionVersion,
 } from "../../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
-import { limitChunkSize } from "./chunk-bytes.js";
+import { limitChunkSize, maxChunkBytes } from "./chunk-bytes.js";
 import { requireNamedBundle, verifyDownloadToken, type DownloadVerifyKey } from "./download-token.js";
 import { checkSha256 } from "./extension-ids.js";
+import { UpstreamFetch } from "./upstream-fetch.js";
 
 export interface BundleCacheOptions {
   /** Local directory holding `<sha256>.tar` and `<sha256>.info.binpb`. */
@@ -56,13 +57,14 @@ const partMarker = ".part-";
  * from a local directory, fetching a missing bundle from the upstream store
  * with the caller's download token. Tokens are verified locally with the
  * upstream's public key before any byte is served; concurrent misses for one
- * bundle share one upstream fetch; eviction is least recently used, by bytes;
+ * bundle share one upstream fetch and stream its bytes as they arrive;
+ * eviction is least recently used, by bytes;
  * every hit is re-hashed before it is served, and an entry whose bytes no
  * longer match its sha256 is dropped and fetched again.
  */
 export class BundleCache {
   private readonly entries = new Map<string, CachedBundle>(); // in LRU order: oldest first
-  private readonly inflight = new Map<string, Promise<void>>();
+  private readonly inflight = new Map<string, UpstreamFetch>();
   private totalBytes = 0;
   private counters = { hits: 0, misses: 0, upstreamFetches: 0, evictions: 0, corruptEntries: 0 };
   private readonly now: () => number;
@@ -112,27 +114,69 @@ export class BundleCache {
     const sha256 = checkSha256(request.sha256);
     const claims = await verifyDownloadToken(request.downloadToken, this.options.verifyKeys, this.now());
     requireNamedBundle(claims.bundles, sha256);
-    for (let attempt = 0; ; attempt += 1) {
-      // Right after a fetch the bytes were hashed as they were written: no second pass.
-      const served = await this.openVerified(sha256, attempt > 0);
-      if (served !== undefined) {
-        const { file, entry } = served;
-        try {
-          yield create(DownloadBundleResponseSchema, { msg: { case: "info", value: { extension: entry.info } } });
-          const body = createReadStream("", { fd: file, start: 0, autoClose: false, highWaterMark: 256 * 1024, ...(signal ? { signal } : {}) });
-          for await (const chunk of limitChunkSize(body)) {
-            yield create(DownloadBundleResponseSchema, { msg: { case: "chunk", value: chunk } });
-          }
-        } finally {
-          await file.close().catch(() => undefined);
+    const served = await this.openVerified(sha256);
+    if (served !== undefined) {
+      yield* this.serveFile(served.file, served.entry.info, signal);
+      return;
+    }
+    this.counters.misses += 1;
+    yield* this.followFetch(this.fetchShared(sha256, request.downloadToken), signal);
+  }
+
+  /** The info, then the file's bytes; closes the file. */
+  private async *serveFile(file: FileHandle, info: ExtensionVersion, signal?: AbortSignal): AsyncGenerator<DownloadBundleResponse> {
+    try {
+      yield create(DownloadBundleResponseSchema, { msg: { case: "info", value: { extension: info } } });
+      const body = createReadStream("", { fd: file, start: 0, autoClose: false, highWaterMark: 256 * 1024, ...(signal ? { signal } : {}) });
+      for await (const chunk of limitChunkSize(body)) {
+        yield create(DownloadBundleResponseSchema, { msg: { case: "chunk", value: chunk } });
+      }
+    } finally {
+      await file.close().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Streams a bundle while the upstream fetch writes it: the info once the
+   * upstream sent it, then the part file's bytes as they land. If the fetch
+   * fails midway the stream ends with its error (the client checks the
+   * sha256 anyway); if it already finished, the cached file is served.
+   */
+  private async *followFetch(fetch: UpstreamFetch, signal?: AbortSignal): AsyncGenerator<DownloadBundleResponse> {
+    let file: FileHandle;
+    try {
+      while (!fetch.partCreated) await fetch.changed();
+      file = await open(fetch.partPath, "r");
+    } catch (error) {
+      if (error instanceof ConnectError) throw error; // the fetch failed
+      // Renamed into place before we got here: serve the cached file.
+      await fetch.finished;
+      const served = await this.openVerified(fetch.sha256, true);
+      if (served === undefined) {
+        throw new ConnectError(`bundle ${fetch.sha256} fetched from upstream did not stay in the cache; retry`, Code.Unavailable);
+      }
+      yield* this.serveFile(served.file, served.entry.info, signal);
+      return;
+    }
+    try {
+      while (fetch.info === undefined) await fetch.changed();
+      yield create(DownloadBundleResponseSchema, { msg: { case: "info", value: { extension: fetch.info } } });
+      for (let position = 0; ; ) {
+        signal?.throwIfAborted();
+        if (position < fetch.written) {
+          const buffer = Buffer.allocUnsafe(Math.min(maxChunkBytes, fetch.written - position));
+          const { bytesRead } = await file.read(buffer, 0, buffer.byteLength, position);
+          if (bytesRead === 0) throw new ConnectError(`cache part file of ${fetch.sha256} is shorter than written`, Code.Internal);
+          position += bytesRead;
+          yield create(DownloadBundleResponseSchema, { msg: { case: "chunk", value: buffer.subarray(0, bytesRead) } });
+        } else if (fetch.succeeded) {
+          return;
+        } else {
+          await fetch.changed();
         }
-        return;
       }
-      if (attempt > 0) {
-        throw new ConnectError(`bundle ${sha256} fetched from upstream did not stay in the cache; retry`, Code.Unavailable);
-      }
-      this.counters.misses += 1;
-      await this.fetchShared(sha256, request.downloadToken);
+    } finally {
+      await file.close().catch(() => undefined);
     }
   }
 
@@ -141,7 +185,7 @@ export class BundleCache {
    * it was just fetched and checked), and marks it most recently used. A
    * corrupt entry is removed; undefined then, as for a miss.
    */
-  private async openVerified(sha256: string, justFetched: boolean) {
+  private async openVerified(sha256: string, justFetched = false) {
     const entry = this.entries.get(sha256);
     if (entry === undefined) return undefined;
     let file;
@@ -172,49 +216,56 @@ export class BundleCache {
     return { file, entry };
   }
 
-  /** One upstream fetch per bundle at a time; later misses wait for it. */
-  private fetchShared(sha256: string, downloadToken: string): Promise<void> {
-    let pending = this.inflight.get(sha256);
-    if (pending === undefined) {
-      pending = this.fetch(sha256, downloadToken).finally(() => this.inflight.delete(sha256));
-      this.inflight.set(sha256, pending);
+  /** One upstream fetch per bundle at a time; later misses follow the same one. */
+  private fetchShared(sha256: string, downloadToken: string): UpstreamFetch {
+    let fetch = this.inflight.get(sha256);
+    if (fetch === undefined) {
+      const started = new UpstreamFetch(sha256, join(this.options.dir, `${sha256}${tarSuffix}${partMarker}${randomUUID()}`));
+      this.inflight.set(sha256, started);
+      void this.fetch(sha256, downloadToken, started).finally(() => this.inflight.delete(sha256));
+      fetch = started;
     }
-    return pending;
+    return fetch;
   }
 
-  private async fetch(sha256: string, downloadToken: string): Promise<void> {
+  /** Fetches into the part file, reporting progress; renames it into place once its sha256 checks out. */
+  private async fetch(sha256: string, downloadToken: string, progress: UpstreamFetch): Promise<void> {
     this.counters.upstreamFetches += 1;
-    const part = join(this.options.dir, `${sha256}${tarSuffix}${partMarker}${randomUUID()}`);
-    const file = await open(part, "wx", 0o600);
+    const part = progress.partPath;
     const hash = createHash("sha256");
+    let file: FileHandle | undefined;
     let size = 0;
-    let info: ExtensionVersion | undefined;
     try {
+      file = await open(part, "wx", 0o600);
+      progress.advance({ partCreated: true });
       for await (const message of this.options.upstream.downloadBundle({ sha256, downloadToken })) {
         if (message.msg.case === "info") {
-          info = message.msg.value.extension;
+          progress.advance({ ...(message.msg.value.extension ? { info: message.msg.value.extension } : {}) });
         } else if (message.msg.case === "chunk") {
-          if (info === undefined) throw new ConnectError("upstream sent bytes before the bundle info", Code.Internal);
+          if (progress.info === undefined) throw new ConnectError("upstream sent bytes before the bundle info", Code.Internal);
           hash.update(message.msg.value);
           size += message.msg.value.byteLength;
           await file.write(message.msg.value);
+          progress.advance({ bytes: message.msg.value.byteLength });
         }
       }
       await file.close();
       const actual = hash.digest("hex");
-      if (info === undefined || actual !== sha256) {
+      if (progress.info === undefined || actual !== sha256) {
         throw new ConnectError(`upstream sent bytes with sha256 ${actual} for bundle ${sha256}`, Code.DataLoss);
       }
-      await writeFile(join(this.options.dir, sha256 + infoSuffix), toBinary(ExtensionVersionSchema, info));
+      await writeFile(join(this.options.dir, sha256 + infoSuffix), toBinary(ExtensionVersionSchema, progress.info));
       await rename(part, this.tarPath(sha256));
     } catch (error) {
-      await file.close().catch(() => undefined);
+      await file?.close().catch(() => undefined);
       await unlink(part).catch(() => undefined);
-      throw upstreamError(error);
+      progress.fail(upstreamError(error));
+      return;
     }
-    this.entries.set(sha256, { size, info });
+    this.entries.set(sha256, { size, info: progress.info });
     this.totalBytes += size;
     this.options.logger.info({ sha256, bytes: size }, "bundle fetched from upstream into the cache");
+    progress.succeed();
     await this.evict(sha256);
   }
 
