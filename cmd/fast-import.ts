@@ -4,8 +4,7 @@ import { pino } from "pino";
 import { blobStoreOptionsFromEnv, openBlobStore } from "../src/blob/index.js";
 import { formatUsage, parseFlags, type FlagSpecs } from "../src/config/flags.js";
 import { UsageError } from "../src/config/usage-error.js";
-import { pgBinariesAt } from "../src/fastimport/pg-binaries-at.js";
-import { FastImportError, LogReporter, runFastImport, TtyReporter, formatBytes, type ImportReporter } from "../src/fastimport/index.js";
+import { FastImportError, LogReporter, resolvePgBinaries, runFastImport, TtyReporter, formatBytes, type ImportReporter } from "../src/fastimport/index.js";
 
 const flags = {
   source: { type: "string", valueName: "URI", help: "libpq URI of the source, postgresql://user[:password]@host:port/dbname (the password may instead come from PGPASSWORD); required" },
@@ -17,7 +16,7 @@ const flags = {
   databases: { type: "list", valueName: "DB,DB", help: "databases to import (default: the one the --source URI names)" },
   roles: { type: "list", valueName: "ROLE,ROLE", help: "roles to import, with password hashes, settings and memberships, without SUPERUSER, REPLICATION and BYPASSRLS (default: none; objects are owned by the snapshot's superuser either way)" },
   "whole-instance": { type: "boolean", help: "import every database that is not a template and allows connections, and every role (pg_dumpall --roles-only, attributes as for --roles), instead of --databases/--roles" },
-  "pg-bin": { type: "string", valueName: "DIR", default: "/usr/lib/postgresql/15/bin", help: "directory with initdb, postgres, pg_dump, pg_restore, pg_dumpall, pg_controldata (a bundle's v15/bin)" },
+  "pg-bin": { type: "string", valueName: "DIR", help: "directory with initdb, postgres, pg_dump, pg_restore, pg_dumpall, pg_controldata (default: the bundle's .pgmesh/bundle/v15/bin if built, else /usr/lib/postgresql/15/bin)" },
   "upload-concurrency": { type: "number", default: 16, help: "files uploaded at once" },
 } satisfies FlagSpecs;
 
@@ -60,7 +59,7 @@ async function main(): Promise<number> {
         databases: values.databases,
         roles: values.roles,
         wholeInstance: values.wholeInstance,
-        pgBinaries: await pgBinariesAt(values.pgBin),
+        pgBinaries: await resolvePgBinaries(values.pgBin),
         uploadConcurrency: values.uploadConcurrency,
       },
       reporter,

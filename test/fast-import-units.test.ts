@@ -6,6 +6,7 @@ import {
   FastImportOptionsError,
   InvalidSourceError,
   parseSourceConnection,
+  resolvePgBinaries,
   TtyReporter,
 } from "../src/fastimport/index.js";
 
@@ -176,5 +177,16 @@ describe("fast-import terminal progress", () => {
       "\r\x1b[2Kdump shop: 5.00 MB / ~20.0 MB, 3/7 tables, 2.50 MB/s, 2 s",
       "\r\x1b[2K✓ dump (2.5 s)\n",
     ]);
+  });
+});
+
+describe("fast-import Postgres programs", () => {
+  it("uses Debian's postgresql-15 when neither --pg-bin nor a built bundle is there", async () => {
+    expect(await resolvePgBinaries(undefined, "/nonexistent-cwd")).toEqual({ major: 15, binDir: "/usr/lib/postgresql/15/bin" });
+  });
+
+  it("rejects a --pg-bin directory without postgres", async () => {
+    await expect(resolvePgBinaries("/tmp")).rejects.toThrow(FastImportOptionsError);
+    await expect(resolvePgBinaries("/tmp")).rejects.toThrow("--pg-bin: no postgres binary in /tmp");
   });
 });

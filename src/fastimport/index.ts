@@ -20,6 +20,7 @@ export {
 } from "./fast-import-errors.js";
 export { bulkLoadSettings } from "./bulk-load-settings.js";
 export { portabilityFlags } from "./dump-restore.js";
+export { resolvePgBinaries } from "./resolve-pg-binaries.js";
 export { formatBytes, type ImportProgress, type ImportReporter } from "./import-reporter.js";
 export { LogReporter } from "./log-reporter.js";
 export { TtyReporter } from "./tty-reporter.js";
