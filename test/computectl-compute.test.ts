@@ -1,7 +1,7 @@
-import { readFile } from "node:fs/promises";
+import { access, readFile } from "node:fs/promises";
 import path from "node:path";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { scramVerifier, type Compute } from "../src/computectl/index.js";
 import { newCompute, spec, traversableTempDir } from "./computectl-fixtures.js";
 
@@ -18,6 +18,12 @@ describe("Compute start-up from an initdb spec", () => {
   afterAll(async () => {
     await compute.shutdown();
     await tmp.remove();
+  });
+
+  it("lays down a PGDATA from the initdb template while it waits for a spec", async () => {
+    expect(compute.state.state).toBe("configuration_pending");
+    // Nothing to await from outside: the copy runs in the background until the spec arrives.
+    await vi.waitFor(() => access(path.join(compute.options.pgdata, "global", "pg_control")), { timeout: 60_000, interval: 50 });
   });
 
   it("waits in configuration_pending until a spec arrives, then runs", async () => {

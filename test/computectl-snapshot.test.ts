@@ -61,7 +61,7 @@ describe("Compute start-up from a PGDATA snapshot", () => {
   });
 
   const start = (name: string, prefix: string) => {
-    const compute = newCompute(path.join(tmp.dir, name));
+    const compute = newCompute(path.join(tmp.dir, name), { templateRoot: path.join(tmp.dir, "templates") });
     computes.push(compute);
     compute.begin("127.0.0.1:1");
     return compute.configure(spec({ pgmesh: { base_data: { source: "snapshot", storage: storeUrl, prefix } } })).then(() => compute);

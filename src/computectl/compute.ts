@@ -11,7 +11,7 @@ import { layDownBaseData } from "./base-data.js";
 import { installedExtensions, listDatabases, listRoles, statementInsights, type StatementInsight } from "./catalog-queries.js";
 import type { CompiledComputeCtlOptions } from "./compute-ctl-options.js";
 import type { ComputeExtensions } from "./compute-extensions.js";
-import { adminRole, type ComputeSpec } from "./compute-spec.js";
+import { adminRole, type BaseDataSource, type ComputeSpec } from "./compute-spec.js";
 import { ComputeStateError, ComputeStateMachine, type ComputeStateName } from "./compute-state.js";
 import { confChanged, renderPostgresqlConf, sharedPreloadLibraries } from "./postgresql-conf.js";
 import { reconcileCatalog } from "./reconcile-catalog.js";
@@ -65,6 +65,8 @@ export class Compute {
   #postgres: RunningPostgres | undefined;
   #monitor: ActivityMonitor | undefined;
   #starting: Promise<void> | undefined;
+  /** PGDATA laid down from the initdb template while waiting for a spec (true when it succeeded). */
+  #prelaid: Promise<boolean> | undefined;
   #stopping = false;
   readonly #startAbort = new AbortController();
 
@@ -95,8 +97,19 @@ export class Compute {
   /** Starts with the options' spec, or waits in configuration_pending. `computeCtlAddr` is where the compute hook calls. */
   begin(computeCtlAddr: string): void {
     this.#computeCtlAddr = computeCtlAddr;
-    if (this.options.spec) this.#startWith(this.options.spec);
-    else this.state.move("configuration_pending", "wait for a spec");
+    if (this.options.spec) {
+      this.#startWith(this.options.spec);
+      return;
+    }
+    this.state.move("configuration_pending", "wait for a spec");
+    // Most specs start from initdb: lay that PGDATA down while waiting, as a pooled compute would.
+    this.#prelaid = this.#layDown({ source: "initdb" }, this.#startAbort.signal).then(
+      () => true,
+      (err: unknown) => {
+        this.deps.logger.warn({ err }, "could not lay down PGDATA ahead of the spec; the start will do it");
+        return false;
+      },
+    );
   }
 
   status(): ComputeStatusView {
@@ -167,6 +180,7 @@ export class Compute {
       return;
     }
     this.#startAbort.abort(new Error("compute-ctl is shutting down"));
+    await this.#prelaid;
     await this.#starting;
     await this.#stopPostgres("immediate");
     await this.#cleanUp();
@@ -219,7 +233,7 @@ export class Compute {
     const t = this.#timings;
     const signal = this.#startAbort.signal;
     const { pgdata } = this.options;
-    const user = (this.#user ??= await resolveUnprivilegedUser(this.options.osUser));
+    const user = await this.#osUser();
     this.#port = spec.port || this.options.pgPort || Number(this.options.connstr?.port || 0) || (await freePort());
     this.#socketDir ??= await socketDirFor(pgdata);
 
@@ -228,10 +242,11 @@ export class Compute {
     const storage = endpointStorageOf(spec);
     const staging = `${pgdata}.saved-files`;
     const [base, saved, extensions] = await Promise.allSettled([
-      timed(t, "baseDataMs", () => layDownBaseData(spec.baseData, {
-        pgdata, binaries: this.options.binaries, user, templateRoot: this.options.templateRoot,
-        downloadConcurrency: this.options.snapshotConcurrency, blobStoreOptions: this.options.blobStoreOptions, signal,
-      })),
+      timed(t, "baseDataMs", async () => {
+        const prelaid = await this.#prelaid;
+        this.#prelaid = undefined;
+        if (!(prelaid && spec.baseData.source === "initdb")) await this.#layDown(spec.baseData, signal);
+      }),
       storage
         ? timed(t, "savedFilesMs", () => fetchSavedFiles(storage, staging, AbortSignal.any([signal, AbortSignal.timeout(this.options.savedFilesTimeoutMs)])))
         : Promise.resolve([]),
@@ -278,6 +293,20 @@ export class Compute {
     this.state.move("running", "start");
     this.deps.logger.info({ timings: t, port: this.#port }, "compute is running");
     this.deps.extensions?.afterRunning(() => installedExtensions((db) => this.#connect(db)));
+  }
+
+  async #osUser(): Promise<OsUser> {
+    return (this.#user ??= await resolveUnprivilegedUser(this.options.osUser));
+  }
+
+  /** Wipes PGDATA and lays it down from `source` (its parent made traversable for the Postgres user first). */
+  async #layDown(source: BaseDataSource, signal: AbortSignal): Promise<void> {
+    const { pgdata } = this.options;
+    await mkdir(path.dirname(pgdata), { recursive: true, mode: 0o755 });
+    await layDownBaseData(source, {
+      pgdata, binaries: this.options.binaries, user: await this.#osUser(), templateRoot: this.options.templateRoot,
+      downloadConcurrency: this.options.snapshotConcurrency, blobStoreOptions: this.options.blobStoreOptions, signal,
+    });
   }
 
   async #reconfigure(spec: ComputeSpec): Promise<void> {
