@@ -352,6 +352,22 @@ describe.each<Backend>(["local", "s3"])("ExtensionStore on the %s blob store", (
       expect(sha256Of(granted.bytes)).toBe(sha256);
     });
 
+    it("answers NOT_FOUND for a bundle that was never published, at issue and at download", async () => {
+      const unknown = "ab".repeat(32);
+      await refusedWithoutChange(() => token("t1", [unknown]), Code.NotFound);
+      const { token: signed } = await signDownloadToken(h.downloadKey, { tenantId: "t1", endpointId: "ep1", bundles: [unknown] }, 60);
+      await refusedWithoutChange(() => collectDownload(h.anonymous.downloadBundle({ sha256: unknown, downloadToken: signed })), Code.NotFound);
+    });
+
+    it("caps the token lifetime at the server maximum", async () => {
+      const { sha256 } = await publishApproved("ttl");
+      const before = Date.now();
+      const { expireTime } = await h.controlPlane.issueDownloadToken({ tenantId: "t1", endpointId: "ep1", sha256: [sha256], ttlSeconds: 10 ** 6 });
+      const lifetimeSec = Number(expireTime!.seconds) - Math.floor(before / 1000);
+      expect(lifetimeSec).toBeGreaterThanOrEqual(3599);
+      expect(lifetimeSec).toBeLessThanOrEqual(3601);
+    });
+
     it("answers DATA_LOSS when a cataloged bundle's bytes are gone from the blob store", async () => {
       const { sha256 } = await publishApproved("lost");
       const downloadToken = await token("t1", [sha256]);
