@@ -11,6 +11,7 @@ export class DescriptorIndex {
   readonly serviceNames: readonly string[];
   readonly #files = new Map<string, DescFile>();
   readonly #symbols = new Map<string, DescFile>();
+  readonly #messages = new Set<string>();
   readonly #extensions: DescExtension[] = [];
   readonly #encoded = new Map<string, Uint8Array>();
 
@@ -28,6 +29,7 @@ export class DescriptorIndex {
       if (desc.kind === "service") {
         for (const m of desc.methods) this.#symbols.set(`${desc.typeName}.${m.name}`, file);
       } else if (desc.kind === "message") {
+        this.#messages.add(desc.typeName);
         for (const f of desc.fields) this.#symbols.set(`${desc.typeName}.${f.name}`, file);
       } else if (desc.kind === "enum") {
         for (const v of desc.values) this.#symbols.set(`${desc.parent?.typeName ?? file.proto.package}.${v.name}`, file);
@@ -47,7 +49,7 @@ export class DescriptorIndex {
 
   /** Whether `typeName` is a message of these files. */
   hasMessage(typeName: string): boolean {
-    return this.#symbols.has(typeName) && [...nestedTypes(this.#symbols.get(typeName)!)].some((d) => d.kind === "message" && d.typeName === typeName);
+    return this.#messages.has(typeName);
   }
 
   extensionsOf(typeName: string): DescExtension[] {
