@@ -151,6 +151,15 @@ describe("auth interceptor", () => {
     expect(JSON.parse(res.files[0]!.path).scope).toBe("control_plane");
   });
 
+  it("asks a client transport's token function for a token on every call", async () => {
+    const tenants = ["t1", "t2"];
+    const transport = createClientTransport({ baseUrl: server.url, token: () => keys.computeToken(tenants.shift()!, "tl1", "e1") });
+    const client = createClient(EpufsService, transport);
+    await client.listFiles({ endpoint });
+    const err = await callFailure(client.listFiles({ endpoint }));
+    expect(err.rawMessage).toBe('the compute token is for tenant_id "t2", not tenant_id "t1"');
+  });
+
   it("serves health and reflection without a token", async () => {
     const health = createClient(Health, createClientTransport({ baseUrl: server.url }));
     expect((await health.check({})).status).toBe(ServingStatus.SERVING);
