@@ -2,11 +2,16 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
-import { DownloadBundleRequestSchema, ExtensionStoreService, ReviewDecision } from "../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
+import {
+  DownloadBundleRequestSchema,
+  ExtensionStoreService,
+  ReviewDecision,
+  type DownloadBundleResponse,
+} from "../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
 import { loadVerifyKeySet } from "../src/auth/index.js";
 import { BundleCache, bundleCacheRegistration, signDownloadToken } from "../src/extstore/index.js";
 import { createClientTransport, type ServerHandle } from "../src/server/index.js";
@@ -155,6 +160,57 @@ describe("ExtensionStore node-local cache", () => {
     const error = await withBearer.listExtensions({}).then(() => undefined, (e: unknown) => e);
     expect(Code[(error as ConnectError).code]).toBe("Unimplemented");
     expect((error as ConnectError).rawMessage).toContain(h.server.url);
+  });
+
+  it("streams a miss to the caller while the upstream fetch is still writing it", async () => {
+    // The upstream response is held after its first chunk until the test lets it go on.
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const holdAfterFirstChunk: Interceptor = (next) => async (req) => {
+      const res = await next(req);
+      if (!res.stream) return res;
+      const upstreamMessages = res.message;
+      return {
+        ...res,
+        message: (async function* () {
+          let chunks = 0;
+          for await (const message of upstreamMessages) {
+            yield message;
+            if ((message as DownloadBundleResponse).msg.case === "chunk" && ++chunks === 1) await released;
+          }
+        })(),
+      };
+    };
+    const dir = await mkdtemp(join(tmpdir(), "pgmesh-extcache-held-"));
+    const held = await BundleCache.open({
+      dir,
+      maxBytes: 10 * bundleBytes,
+      upstream: createClient(
+        ExtensionStoreService,
+        createClientTransport({ baseUrl: h.server.url, interceptors: [holdAfterFirstChunk] }),
+      ),
+      verifyKeys: (await loadVerifyKeySet(h.downloadJwksPath)).keys,
+      logger: pino({ level: "silent" }),
+    });
+    try {
+      const b = await approvedBundle();
+      const stream = held.download(create(DownloadBundleRequestSchema, { sha256: b.sha256, downloadToken: b.token }));
+      const info = await stream.next();
+      const firstChunk = await stream.next();
+      expect(info.value?.msg.case).toBe("info");
+      expect(firstChunk.value?.msg.case).toBe("chunk");
+      // The fetch is still in flight: nothing is in place in the cache yet.
+      expect((await readdir(dir)).filter((f) => f.endsWith(".tar"))).toEqual([]);
+      release();
+      const rest = await collectDownload({ [Symbol.asyncIterator]: () => stream });
+      const first = firstChunk.value!.msg.value as Uint8Array;
+      expect(sha256Of(Buffer.concat([first, rest.bytes]))).toBe(b.sha256);
+      expect(await readdir(dir)).toContain(`${b.sha256}.tar`);
+      expect(held.stats().upstreamFetches).toBe(1);
+    } finally {
+      release();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("reloads its entries from the directory when it opens again", async () => {
