@@ -2,7 +2,8 @@
  * Epufs benchmark: put+get of 8 KiB and 1 MiB files through a running Epufs
  * over gRPC (h2c, JWT auth, local-directory store), against the same put+get
  * called directly on the blob store, in the same run. Prints ops/s (one op =
- * one put plus one get of the whole file) and the ratio service/direct.
+ * one put plus one get of the whole file) and the ratio service/direct, and
+ * for reference the same Epufs called in-process (no transport).
  *
  *   npx tsc -p tsconfig.json && node dist/bench/epufs.js
  */
@@ -26,8 +27,8 @@ import { createClientTransport, startServer } from "../src/server/index.js";
 
 const chunkBytes = 256 * 1024;
 const cases = [
-  { name: "8 KiB", size: 8 * 1024, iterations: 400 },
-  { name: "1 MiB", size: 1024 * 1024, iterations: 60 },
+  { name: "8 KiB", size: 8 * 1024, iterations: 300 },
+  { name: "1 MiB", size: 1024 * 1024, iterations: 50 },
 ];
 const endpoint = { tenantId: "bench", timelineId: "tl", endpointId: "ep" };
 
@@ -58,6 +59,8 @@ const token = await signToken(
   { ttlSec: 3600 },
 );
 const serviceStore: BlobStore = await openBlobStore(pathToFileURL(join(work, "service")).href);
+const inProcessStore: BlobStore = await openBlobStore(pathToFileURL(join(work, "in-process")).href);
+const inProcess = new Epufs(inProcessStore, compileEpufsOptions());
 const directStore: BlobStore = await openBlobStore(pathToFileURL(join(work, "direct")).href);
 const auth = { verifier };
 const server = await startServer({
@@ -89,13 +92,21 @@ for (const { name, size, iterations } of cases) {
     }
     if (bytes !== size) throw new Error("service get returned the wrong size");
   });
+  // Where the gap comes from: the same Epufs called in-process (auth, path and quota checks, no transport).
+  const local = await timeOps(iterations, async () => {
+    await inProcess.putFile(undefined, { endpoint, path: "pg_stat/pgstat.stat" }, chunksOf(data));
+    const got = await inProcess.getFile(undefined, endpoint, "pg_stat/pgstat.stat", "");
+    if (got.notModified || (await drain(got.body)) !== size) throw new Error("in-process get returned the wrong size");
+  });
   console.log(
     `${name.padEnd(6)} x${String(iterations).padEnd(4)} blob store direct ${direct.toFixed(0).padStart(6)} ops/s` +
-      `   epufs over gRPC ${service.toFixed(0).padStart(6)} ops/s   ratio ${(service / direct).toFixed(2)}`,
+      `   epufs over gRPC ${service.toFixed(0).padStart(6)} ops/s   ratio ${(service / direct).toFixed(2)}` +
+      `   (epufs in-process ${local.toFixed(0)} ops/s, ratio ${(local / direct).toFixed(2)})`,
   );
 }
 
 await server.close({ graceMs: 1000 });
 await serviceStore.close();
+await inProcessStore.close();
 await directStore.close();
 await rm(work, { recursive: true, force: true });
