@@ -6,7 +6,10 @@
  *                PGDATA from the template, Epufs archive, control files of 20
  *                extensions in the index and the download of the 2 in
  *                shared_preload_libraries, postgresql.conf, Postgres as the
- *                unprivileged user, one role reconciled, then the query.
+ *                unprivileged user, one role reconciled, then the query;
+ *                "cold" with the spec given at start (-S), "pooled" with
+ *                compute-ctl waiting in configuration_pending (PGDATA laid
+ *                down ahead, as Neon's pooled computes) when Configure comes.
  * Before each round the 20 extensions' files are removed from the (private)
  * Postgres install, so the preload bundles are downloaded every time. Prints the median of each phase, both
  * totals and their ratio. Neon's local reference: total ≈ 63 ms, Postgres
@@ -92,7 +95,8 @@ try {
     cluster: { ...(buildDemoSpec({ ...ids, password: "bench" }).cluster as object), databases: [] },
   });
 
-  const compute: Record<StartupPhase | "first_query", number>[] = [];
+  type Phases = Record<StartupPhase | "first_query", number>;
+  const results: Record<"cold" | "pooled", Phases[]> = { cold: [], pooled: [] };
   const baseline: { layDown: number; pgCtlStart: number; query: number; total: number }[] = [];
   const templateRoot = path.join(tmp.dir, "templates");
   install = await createScratchInstall(extensions);
@@ -105,16 +109,24 @@ try {
       if (extensions.some((name) => file.startsWith(`${name}.`) || file.startsWith(`${name}--`))) await rm(path.join(extensionDir, file));
     }
   };
-  for (let round = -1; round < rounds; round++) {
-    // Round -1 warms the initdb template and the page cache; it is not counted.
+  /**
+   * Spec to first successful query. "cold": the spec is given at start (-S), nothing was prepared;
+   * "pooled": compute-ctl waited in configuration_pending (PGDATA laid down ahead) when Configure came.
+   */
+  const computeToFirstQuery = async (round: number, mode: "cold" | "pooled"): Promise<Phases> => {
     await resetExtensions();
-    const loader = new RemoteExtensionLoader({ binaries: install.binaries, dirs: install.dirs, logger: silentLogger });
-    const handle = await runComputeCtl({
-      pgdata: path.join(tmp.dir, `compute-${round}`, "pgdata"), binaries: install.binaries, templateRoot,
-      port: 0, auth: { insecure: true }, logger: silentLogger, extensions: loader,
-    });
-    const t0 = performance.now();
-    await handle.compute.configure(parseComputeSpecJson(spec));
+    const loader = new RemoteExtensionLoader({ binaries: install!.binaries, dirs: install!.dirs, logger: silentLogger });
+    const options = {
+      pgdata: path.join(tmp.dir, `compute-${mode}-${round}`, "pgdata"), binaries: install!.binaries, templateRoot,
+      port: 0, auth: { insecure: true as const }, logger: silentLogger, extensions: loader,
+    };
+    let t0 = performance.now();
+    const handle = mode === "cold" ? await runComputeCtl({ ...options, spec: parseComputeSpecJson(spec) }) : await runComputeCtl(options);
+    if (mode === "pooled") {
+      await handle.compute.warmedUp();
+      t0 = performance.now();
+      await handle.compute.configure(parseComputeSpecJson(spec));
+    }
     const status = await handle.compute.waitUntilRunning();
     const uri = new URL(status.connectionUri);
     const tq = performance.now();
@@ -124,9 +136,20 @@ try {
     const t1 = performance.now();
     await client.end();
     const timings = handle.compute.timings;
-    // Let the background downloads of the other 18 finish: a quiet machine for the baseline run.
+    // Let the background downloads of the other 18 finish: a quiet machine for the next run.
     await loader.backgroundDone();
     await handle.close();
+    return {
+      wait_for_spec: timings.waitForSpecMs, base_data: timings.baseDataMs, saved_files: timings.savedFilesMs, extensions: timings.extensionsMs,
+      start_postgres: timings.startPostgresMs, config: timings.configMs, first_query: Math.round(t1 - tq),
+      // Spec to first successful query (compute-ctl's own total_ms stops at "running").
+      total: Math.round(t1 - t0),
+    };
+  };
+  for (let round = -1; round < rounds; round++) {
+    // Round -1 warms the initdb template and the page cache; it is not counted.
+    const cold = await computeToFirstQuery(round, "cold");
+    const pooled = await computeToFirstQuery(round, "pooled");
 
     const template = await ensureInitdbTemplate({ binaries: install.binaries, user, templateRoot });
     const pgdata = path.join(tmp.dir, `baseline-${round}`, "pgdata");
@@ -150,28 +173,28 @@ try {
     await execa(prefix[0]!, [...prefix.slice(1), pgCtl, "stop", "-m", "immediate", "-D", pgdata]);
 
     if (round < 0) continue;
-    compute.push({
-      wait_for_spec: timings.waitForSpecMs, base_data: timings.baseDataMs, saved_files: timings.savedFilesMs, extensions: timings.extensionsMs,
-      start_postgres: timings.startPostgresMs, config: timings.configMs, first_query: Math.round(t1 - tq),
-      // Spec to first successful query (compute-ctl's own total_ms stops at "running").
-      total: Math.round(t1 - t0),
-    });
+    results.cold.push(cold);
+    results.pooled.push(pooled);
     baseline.push({ layDown: b1 - b0, pgCtlStart: b2 - b1, query: b3 - b2, total: b3 - b0 });
-    console.log(`round ${round + 1}/${rounds}: compute-ctl ${Math.round(t1 - t0)} ms, baseline ${Math.round(b3 - b0)} ms`);
+    console.log(`round ${round + 1}/${rounds}: compute-ctl cold ${cold.total} ms, pooled ${pooled.total} ms; baseline ${Math.round(b3 - b0)} ms`);
   }
 
   const phases = [...startupPhases.filter((p) => p !== "wait_for_spec" && p !== "total"), "first_query"] as const;
-  console.log(`\ncompute-ctl, spec to first query (median of ${rounds}; ${extensions.length} extensions in the index, ${preloaded.length} preloaded):`);
-  for (const phase of phases) console.log(`  ${phase.padEnd(16)} ${median(compute.map((c) => c[phase])).toFixed(0).padStart(6)} ms`);
-  const computeTotal = median(compute.map((c) => c.total));
-  console.log(`  ${"total".padEnd(16)} ${computeTotal.toFixed(0).padStart(6)} ms   (Neon's reference: ≈ 63 ms total, ≈ 18 ms Postgres start)`);
+  for (const mode of ["cold", "pooled"] as const) {
+    console.log(`\ncompute-ctl ${mode === "cold" ? "cold (spec at start, -S)" : "pooled (waited in configuration_pending)"}, spec to first query, median of ${rounds}:`);
+    for (const phase of phases) console.log(`  ${phase.padEnd(16)} ${median(results[mode].map((c) => c[phase])).toFixed(0).padStart(6)} ms`);
+    console.log(`  ${"total".padEnd(16)} ${median(results[mode].map((c) => c.total)).toFixed(0).padStart(6)} ms`);
+  }
+  console.log(`(${extensions.length} extensions in the index, ${preloaded.join(" and ")} in shared_preload_libraries; Neon's reference: ≈ 63 ms total, ≈ 18 ms Postgres start)`);
   console.log(`\nbaseline, cp -a PGDATA + pg_ctl start -w + one query (median of ${rounds}):`);
   console.log(`  ${"lay_down".padEnd(16)} ${median(baseline.map((b) => b.layDown)).toFixed(0).padStart(6)} ms`);
   console.log(`  ${"pg_ctl_start".padEnd(16)} ${median(baseline.map((b) => b.pgCtlStart)).toFixed(0).padStart(6)} ms`);
   console.log(`  ${"first_query".padEnd(16)} ${median(baseline.map((b) => b.query)).toFixed(0).padStart(6)} ms`);
   const baselineTotal = median(baseline.map((b) => b.total));
   console.log(`  ${"total".padEnd(16)} ${baselineTotal.toFixed(0).padStart(6)} ms`);
-  console.log(`\nratio compute-ctl / baseline: ${(computeTotal / baselineTotal).toFixed(2)}x`);
+  for (const mode of ["cold", "pooled"] as const) {
+    console.log(`ratio compute-ctl ${mode} / baseline: ${(median(results[mode].map((c) => c.total)) / baselineTotal).toFixed(2)}x`);
+  }
 } finally {
   await install?.remove();
   await epufsServer.close();
