@@ -32,7 +32,8 @@ const maxErrorLines = 8;
  */
 export async function runPgTool(run: PgToolRun): Promise<string> {
   if (run.signal?.aborted) throw new ImportCancelledError(run.phase);
-  const child = spawn(run.program, [...run.args], {
+  // setpriv --pdeathsig: the program dies with fast-import, even on SIGKILL.
+  const child = spawn("setpriv", ["--pdeathsig", "SIGKILL", "--", run.program, ...run.args], {
     env: cleanEnv(run.env),
     stdio: ["ignore", "pipe", "pipe"],
   });
