@@ -144,6 +144,22 @@ describe("ComputeCtl service", () => {
     expect((await ctl.listDatabases({})).databases.map((d) => d.name)).toEqual(["app", "postgres", "reports"]);
   });
 
+  it("reloads changed settings while running, without a restart", async () => {
+    const pid = handle.compute.postgres!.pid;
+    const next = { ...spec, cluster: { ...(spec.cluster as object), databases: [{ name: "app", owner: "alice" }, { name: "reports", owner: "alice" }],
+      settings: [{ name: "work_mem", value: "12MB", vartype: "string" }] } };
+    expect((await ctl.configure({ specJson: JSON.stringify(next) })).status?.stateName).toBe("running");
+    // pg_reload_conf() signals the postmaster; new sessions see the value once it has re-read the file.
+    await vi.waitFor(async () => {
+      const client = new pg.Client({ connectionString: handle.compute.status().connectionUri });
+      await client.connect();
+      const { rows } = await client.query("SHOW work_mem");
+      await client.end();
+      expect(rows[0].work_mem).toBe("12MB");
+    });
+    expect(handle.compute.postgres!.pid).toBe(pid);
+  });
+
   it("reports start-up phases through GetStartupMetrics and /metrics", async () => {
     const { metrics } = await ctl.getStartupMetrics({});
     expect(metrics!.startPostgresMs).toBeGreaterThan(0n);

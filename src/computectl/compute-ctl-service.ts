@@ -123,7 +123,7 @@ async function* stateChanges(compute: Compute, signal: AbortSignal): AsyncGenera
   }
 }
 
-export function statusMessage(view: ComputeStatusView): ComputeStatus {
+function statusMessage(view: ComputeStatusView): ComputeStatus {
   const init: MessageInitShape<typeof ComputeStatusSchema> = {
     state: stateEnum[view.state],
     stateName: view.state,
