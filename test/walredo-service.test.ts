@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RedoRequest, RedoResponse } from "../gen/pgmesh/walredo/v1/walredo_pb.js";
 import { decodeXLogRecord } from "../src/wal/index.js";
@@ -225,6 +226,23 @@ describe("WalRedo service", () => {
       expect(err).toMatchObject({ code: Code.ResourceExhausted, rawMessage: expect.stringMatching(/all 1 walredo processes are busy \(--max-processes\)/) });
       for (const pid of tree) process.kill(pid, "SIGCONT");
       await stuck;
+    } finally {
+      await harness.close();
+    }
+  });
+
+  it("logs each process's stderr lines with the tenant and pid", async () => {
+    const lines: { tenant?: string; pid?: number; stderr?: string }[] = [];
+    const logger = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const harness = await startWalRedoHarness({ logger });
+    try {
+      const { c, index } = insertCase;
+      const records = c.records.slice(0, index + 1).map((r) => ({ ...r, record: Uint8Array.from(r.record) }));
+      const bad = records[index]!.record;
+      new DataView(bad.buffer).setUint16(bad.length - decodeXLogRecord(bad).mainDataLength, 0x7fff, true);
+      await harness.client.redoPage(unary(pageCaseRequest(workload, c, { records, tenantId: "tenant-log" }))).catch(() => undefined);
+      const stderr = lines.filter((l) => l.stderr !== undefined);
+      expect(stderr.some((l) => l.tenant === "tenant-log" && typeof l.pid === "number" && /PANIC|FATAL|ERROR/.test(l.stderr!))).toBe(true);
     } finally {
       await harness.close();
     }

@@ -221,7 +221,10 @@ export class RedoProcessPool {
         chroot: this.options.chroot,
         ...(this.options.scratchRoot ? { scratchRoot: this.options.scratchRoot } : {}),
         limits: this.options.limits,
-        onStderrLine: (line) => log.warn({ stderr: line }, "walredo process stderr"),
+        onStderrLine: (line) => {
+          if (/^(ERROR|FATAL|PANIC):/.test(line)) log.warn({ stderr: line }, "walredo process stderr");
+          else log.info({ stderr: line }, "walredo process stderr");
+        },
       });
       this.starting.add(starting);
       process = await starting.finally(() => this.starting.delete(starting));
