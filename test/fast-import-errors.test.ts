@@ -113,6 +113,12 @@ describe("fast-import failures", () => {
     await expectFailedSnapshot("bad-uri", "options", /is not usable/);
   });
 
+  it("names a chosen database that the source does not have", async () => {
+    const { error } = await failingImport("no-such-db", { databases: ["shop", "nope"] });
+    expect((error as Error).message).toMatch(/^database "nope" does not exist on the source postgresql:\/\/cloud_admin:\*\*\*@127\.0\.0\.1:\d+\/shop \(or is a template or does not allow connections\); check --databases$/);
+    await expectFailedSnapshot("no-such-db", "check", /database "nope" does not exist/);
+  });
+
   it("refuses a non-empty working directory and touches nothing in it", async () => {
     const workdir = path.join(root, "occupied");
     await mkdir(workdir);

@@ -1,3 +1,5 @@
+import { Writable } from "node:stream";
+import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import {
   bulkLoadSettings,
@@ -5,6 +7,7 @@ import {
   compileFastImportOptions,
   FastImportOptionsError,
   InvalidSourceError,
+  LogReporter,
   parseSourceConnection,
   resolvePgBinaries,
   TtyReporter,
@@ -188,5 +191,18 @@ describe("fast-import Postgres programs", () => {
   it("rejects a --pg-bin directory without postgres", async () => {
     await expect(resolvePgBinaries("/tmp")).rejects.toThrow(FastImportOptionsError);
     await expect(resolvePgBinaries("/tmp")).rejects.toThrow("--pg-bin: no postgres binary in /tmp");
+  });
+});
+
+describe("fast-import log progress", () => {
+  it("writes one JSON line per progress sample with bytes, items and rate", () => {
+    const lines: string[] = [];
+    const sink = new Writable({ write: (chunk, _enc, done) => { lines.push(String(chunk)); done(); } });
+    const reporter = new LogReporter(pino({ level: "info", base: null, timestamp: false }, sink));
+    reporter.progress({ phase: "upload", detail: "p/pgdata/", bytesDone: 3_000_000, bytesTotal: 9_000_000, itemsDone: 10, itemsTotal: 30, itemUnit: "files", phaseElapsedMs: 1500 });
+    expect(lines.map((line) => JSON.parse(line))).toEqual([{
+      level: 30, msg: "progress", phase: "upload", detail: "p/pgdata/",
+      bytes_done: 3_000_000, bytes_total: 9_000_000, files_done: 10, files_total: 30, bytes_per_second: 2_000_000,
+    }]);
   });
 });
