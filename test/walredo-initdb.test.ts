@@ -114,6 +114,13 @@ describe("WalRedo Initdb", () => {
     expect(await readdir(scratchRoot)).toEqual([]);
   });
 
+  it("accepts an admin token and refuses a call without a token", async () => {
+    const admin = createClient(WalRedoService, createClientTransport({ baseUrl: server.url, token: await keys.mint({ scope: "admin" }) }));
+    await expect(admin.ping({ tenantId: "t1", pgMajor: 11 })).rejects.toMatchObject({ code: Code.InvalidArgument });
+    const anonymous = createClient(WalRedoService, createClientTransport({ baseUrl: server.url }));
+    await expect(anonymous.ping({ tenantId: "t1", pgMajor: 15 })).rejects.toMatchObject({ code: Code.Unauthenticated });
+  });
+
   it("refuses a compute token: walredo is for storage services (control_plane or admin)", async () => {
     const computeClient = createClient(WalRedoService, createClientTransport({
       baseUrl: server.url, token: await keys.computeToken("t1", "tl1", "ep1"),
