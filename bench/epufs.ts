@@ -42,12 +42,26 @@ async function drain(body: AsyncIterable<Uint8Array>): Promise<number> {
   return bytes;
 }
 
-async function timeOps(iterations: number, op: (i: number) => Promise<void>): Promise<number> {
-  for (let i = 0; i < Math.min(10, iterations); i++) await op(i); // warm-up
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < iterations; i++) await op(i);
-  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  return iterations / seconds;
+/**
+ * ops/s of each operation, measured in interleaved rounds (A B C A B C ...) so
+ * that a change in machine load over the run hits all of them alike.
+ */
+async function timeInterleaved(
+  iterations: number,
+  ops: ReadonlyArray<() => Promise<void>>,
+  rounds = 5,
+): Promise<number[]> {
+  for (const op of ops) for (let i = 0; i < 5; i++) await op(); // warm-up
+  const nanos = ops.map(() => 0n);
+  const perRound = Math.ceil(iterations / rounds);
+  for (let round = 0; round < rounds; round++) {
+    for (const [index, op] of ops.entries()) {
+      const start = process.hrtime.bigint();
+      for (let i = 0; i < perRound; i++) await op();
+      nanos[index]! += process.hrtime.bigint() - start;
+    }
+  }
+  return nanos.map((total) => (perRound * rounds) / (Number(total) / 1e9));
 }
 
 const work = await mkdtemp(join(tmpdir(), "pgmesh-bench-epufs-"));
@@ -74,12 +88,12 @@ const client = createClient(EpufsService, createClientTransport({ baseUrl: serve
 console.log(`epufs benchmark: put+get per op, local-directory store, gRPC over h2c with JWT auth (node ${process.version})`);
 for (const { name, size, iterations } of cases) {
   const data = new Uint8Array(size).map((_, i) => (i * 7) % 256);
-  const direct = await timeOps(iterations, async () => {
+  const directOp = async () => {
     await directStore.put("tenants/bench/pgdata/pg_stat/pgstat.stat", chunksOf(data));
     const object = await directStore.get("tenants/bench/pgdata/pg_stat/pgstat.stat");
     if ((await drain(object.body)) !== size) throw new Error("direct get returned the wrong size");
-  });
-  const service = await timeOps(iterations, async () => {
+  };
+  const serviceOp = async () => {
     await client.putFile(
       (async function* () {
         yield { msg: { case: "header" as const, value: { endpoint, path: "pg_stat/pgstat.stat" } } };
@@ -91,13 +105,18 @@ for (const { name, size, iterations } of cases) {
       if (message.msg.case === "chunk") bytes += message.msg.value.byteLength;
     }
     if (bytes !== size) throw new Error("service get returned the wrong size");
-  });
+  };
   // Where the gap comes from: the same Epufs called in-process (auth, path and quota checks, no transport).
-  const local = await timeOps(iterations, async () => {
+  const inProcessOp = async () => {
     await inProcess.putFile(undefined, { endpoint, path: "pg_stat/pgstat.stat" }, chunksOf(data));
     const got = await inProcess.getFile(undefined, endpoint, "pg_stat/pgstat.stat", "");
     if (got.notModified || (await drain(got.body)) !== size) throw new Error("in-process get returned the wrong size");
-  });
+  };
+  const [direct, service, local] = (await timeInterleaved(iterations, [directOp, serviceOp, inProcessOp])) as [
+    number,
+    number,
+    number,
+  ];
   console.log(
     `${name.padEnd(6)} x${String(iterations).padEnd(4)} blob store direct ${direct.toFixed(0).padStart(6)} ops/s` +
       `   epufs over gRPC ${service.toFixed(0).padStart(6)} ops/s   ratio ${(service / direct).toFixed(2)}` +
