@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { existsSync } from "node:fs";
 import path from "node:path";
 import { WalRedoService } from "../gen/pgmesh/walredo/v1/walredo_pb.js";
 import { compileServiceConfig, defineFlags, parseCommandLine, serviceFlags, UsageError } from "../src/config/index.js";
@@ -30,6 +31,9 @@ const program = {
 const parsed = parseCommandLine(program, flags, {
   validate: ({ values }) => {
     const config = compileServiceConfig(values);
+    if (!values.noBundle && !existsSync(path.join(values.bundle, "launcher"))) {
+      throw new UsageError(`no Postgres bundle at ${path.resolve(values.bundle)}: build one with \`bundle --out ${values.bundle}\`, or pass --no-bundle (Initdb only)`);
+    }
     try {
       const logger = createLogger({ service: "walredo", level: config.logLevel });
       const options = compileWalRedoOptions({

@@ -33,6 +33,11 @@ describe("walredo binary", () => {
     await expect(run).rejects.toMatchObject({ code: 2, stderr: expect.stringMatching(/maxProcessesPerTenant \(--max-processes-per-tenant\): 3 exceeds maxProcesses 2/) });
   });
 
+  it("exits 2 when the bundle is missing, saying how to build it", async () => {
+    const run = execFileAsync(process.execPath, [binary, "--insecure-no-auth", "--bundle", "/nonexistent/bundle"]);
+    await expect(run).rejects.toMatchObject({ code: 2, stderr: expect.stringMatching(/no Postgres bundle at \/nonexistent\/bundle: build one with `bundle --out/) });
+  });
+
   it("serves Ping, and on SIGTERM drains, kills every walredo process and exits 0", async () => {
     const child = spawn(process.execPath, [binary, "--listen", "127.0.0.1:0", "--insecure-no-auth", "--bundle", bundleDir], {
       stdio: ["ignore", "pipe", "pipe"],
