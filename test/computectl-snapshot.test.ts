@@ -8,6 +8,7 @@ import type { Compute } from "../src/computectl/index.js";
 import { freePort } from "../src/net/free-port.js";
 import { initdb, resolveUnprivilegedUser, startPostgres, systemPgBinaries } from "../src/pg/index.js";
 import { newCompute, spec, traversableTempDir } from "./computectl-fixtures.js";
+import { startS3rver, type S3rverHandle } from "./helpers/s3rver.js";
 
 async function* jsonBody(value: unknown): AsyncGenerator<Uint8Array> {
   yield Buffer.from(JSON.stringify(value));
@@ -23,6 +24,8 @@ describe("Compute start-up from a PGDATA snapshot", () => {
   let tmp: { dir: string; remove(): Promise<void> };
   let storeUrl: string;
   let store: BlobStore;
+  let s3: S3rverHandle;
+  let s3Store: BlobStore;
   const computes: Compute[] = [];
 
   beforeAll(async () => {
@@ -47,28 +50,35 @@ describe("Compute start-up from a PGDATA snapshot", () => {
     await imported.end();
     await postgres.stop("fast");
     const files = (await filesUnder(source)).filter((f) => f !== "postmaster.pid" && f !== "postmaster.opts");
-    for (let i = 0; i < files.length; i += 32) {
-      await Promise.all(files.slice(i, i + 32).map((file) => store.put(`imports/one/pgdata/${file}`, createReadStream(path.join(source, file)))));
-    }
-    await store.put("imports/one/status/pgdata", jsonBody({ done: true }));
+    const upload = async (to: BlobStore) => {
+      for (let i = 0; i < files.length; i += 32) {
+        await Promise.all(files.slice(i, i + 32).map((file) => to.put(`imports/one/pgdata/${file}`, createReadStream(path.join(source, file)))));
+      }
+      await to.put("imports/one/status/pgdata", jsonBody({ done: true }));
+    };
+    s3 = await startS3rver();
+    s3Store = await openBlobStore(s3.url("snapshots"), s3.blobStoreOptions);
+    await Promise.all([upload(store), upload(s3Store)]);
     await store.put("imports/failed/status/pgdata", jsonBody({ done: false, error: "pg_restore failed" }));
   });
 
   afterAll(async () => {
     for (const c of computes) await c.shutdown();
     await store?.close();
+    await s3Store?.close();
+    await s3?.stop();
     await tmp?.remove();
   });
 
-  const start = (name: string, prefix: string) => {
-    const compute = newCompute(path.join(tmp.dir, name), { templateRoot: path.join(tmp.dir, "templates") });
+  const start = (name: string, prefix: string, storage = storeUrl) => {
+    const compute = newCompute(path.join(tmp.dir, name), { templateRoot: path.join(tmp.dir, "templates"), blobStoreOptions: s3.blobStoreOptions });
     computes.push(compute);
     compute.begin("127.0.0.1:1");
-    return compute.configure(spec({ pgmesh: { base_data: { source: "snapshot", storage: storeUrl, prefix } } })).then(() => compute);
+    return compute.configure(spec({ pgmesh: { base_data: { source: "snapshot", storage, prefix } } })).then(() => compute);
   };
 
-  it("downloads the snapshot into a fresh PGDATA and serves its data", async () => {
-    const compute = await start("from-snapshot", "imports/one");
+  it.each([["a local directory", "file"], ["S3 (s3rver)", "s3"]])("downloads the snapshot from %s into a fresh PGDATA and serves its data", async (_, backend) => {
+    const compute = await start(`from-${backend}`, "imports/one", backend === "s3" ? s3.url("snapshots") : storeUrl);
     const status = await compute.waitUntilRunning();
     expect(status.timings.baseDataMs).toBeGreaterThan(0);
     const client = new pg.Client({ connectionString: status.connectionUri.replace("/postgres", "/imported") });
