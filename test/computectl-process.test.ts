@@ -89,7 +89,7 @@ describe("compute-ctl process", () => {
     ctl.child.kill("SIGKILL");
     await once(ctl.child, "exit");
     // The kernel delivers the parent-death signal; a process we did not start has no exit event to await.
-    await vi.waitFor(() => expect(isAlive(postmasterPid)).toBe(false), { timeout: 10_000, interval: 20 });
+    await vi.waitFor(() => expect(isAlive(postmasterPid)).toBe(false), { timeout: 30_000, interval: 20 });
   });
 
   it("terminates the compute on SIGTERM and exits 0", async () => {

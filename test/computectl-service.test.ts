@@ -156,7 +156,7 @@ describe("ComputeCtl service", () => {
       const { rows } = await client.query("SHOW work_mem");
       await client.end();
       expect(rows[0].work_mem).toBe("12MB");
-    });
+    }, { timeout: 30_000, interval: 50 });
     expect(handle.compute.postgres!.pid).toBe(pid);
   });
 
@@ -180,7 +180,7 @@ describe("ComputeCtl service", () => {
       const t = (await ctl.getStatus({})).status!.lastActiveTime;
       if (!t) throw new Error("no activity seen yet");
       return t;
-    });
+    }, { timeout: 30_000, interval: 20 });
     expect(Number(seen.seconds)).toBeGreaterThan(0);
   });
 
