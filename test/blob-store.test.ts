@@ -13,7 +13,9 @@ import {
   BlobTooLargeError,
   openBlobStore,
   type BlobStore,
+  type ListOptions,
 } from "../src/blob/index.js";
+import { listAllPages } from "../src/blob/list-all-pages.js";
 import { startS3rver, type S3rverHandle } from "./helpers/s3rver.js";
 
 /** How each backend under test makes a fresh, empty store. */
@@ -204,6 +206,13 @@ describe.each([localBackend, s3Backend])("blob store contract: $name", (backend)
 
     it("listAll yields every object under the prefix in key order", async () => {
       expect(await listKeys(store, "p/a")).toEqual(["p/a/1", "p/a/2", "p/ab"]);
+    });
+
+    it("listAll follows page tokens across pages", async () => {
+      const twoPerPage = { list: (prefix: string, options: ListOptions = {}) => store.list(prefix, { ...options, pageSize: 2 }) };
+      const keys: string[] = [];
+      for await (const info of listAllPages(twoPerPage, "p/")) keys.push(info.key);
+      expect(keys).toEqual(["p/a/1", "p/a/2", "p/ab", "p/b", "p/c"]);
     });
   });
 
