@@ -113,6 +113,10 @@ export async function createProofDatabase(source: SourceServer, database: string
     create event trigger noop_ddl_trigger on ddl_command_start execute function noop_ddl();
   `);
   await source.query("postgres", `
+    alter database ${database} set search_path = public, "$user";
+    alter database ${database} set work_mem = '7MB';
+  `);
+  await source.query("postgres", `
     create role alice login superuser replication password 'alice-pw';
     alter role alice set work_mem = '8MB';
     create role "Bob Reader" nologin;

@@ -118,7 +118,7 @@ describe("fast-import", () => {
     await expectComputeMatches(`file://${root}/store`, "shop1", "compute1");
   });
 
-  it("leaves the snapshot vacuumed and analyzed, without event triggers, with chosen roles stripped of superuser attributes", async () => {
+  it("leaves the snapshot vacuumed and analyzed, without event triggers, with the database's settings and chosen roles stripped of superuser attributes", async () => {
     const postgres = started[0]!;
     const uri = postgres.connectionUri("shop");
     const [accounts] = await queryAll<{ pages: number; visible: number; tuples: number }>(uri,
@@ -126,6 +126,9 @@ describe("fast-import", () => {
     expect(accounts!.visible).toBe(accounts!.pages);
     expect(accounts!.tuples).toBe(100000);
     expect(await queryAll(uri, "select count(*)::int as n from pg_event_trigger")).toEqual([{ n: 0 }]);
+    expect(await queryAll(uri, "select current_setting('search_path') as path, current_setting('work_mem') as work_mem")).toEqual([
+      { path: 'public, "$user"', work_mem: "7MB" },
+    ]);
     expect(await queryAll(uri, "select count(*)::int as n from pg_proc where proname = 'noop_ddl'")).toEqual([{ n: 1 }]);
 
     const roles = await queryAll(uri, `select rolname, rolsuper, rolreplication, rolcanlogin, rolconfig from pg_roles where rolname in ('alice', 'Bob Reader') order by 1`);

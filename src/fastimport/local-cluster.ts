@@ -53,14 +53,19 @@ export class LocalCluster {
     return this.running().connectionUri(database, this.options.superuser);
   }
 
-  /** Creates the databases (except "postgres", which initdb made) with the source's encoding and locale. */
+  /**
+   * Creates the databases (except "postgres", which initdb made) with the
+   * source's encoding and locale, and their ALTER DATABASE … SET settings.
+   */
   async createDatabases(databases: readonly SourceDatabase[]): Promise<void> {
     await this.withClient("postgres", async (client) => {
       for (const db of databases) {
-        if (db.name === "postgres") continue;
-        await client.query(
-          `create database ${quoteIdent(db.name)} template template0 encoding ${quoteLiteral(db.encoding)} lc_collate ${quoteLiteral(db.collate)} lc_ctype ${quoteLiteral(db.ctype)}`,
-        );
+        if (db.name !== "postgres") {
+          await client.query(
+            `create database ${quoteIdent(db.name)} template template0 encoding ${quoteLiteral(db.encoding)} lc_collate ${quoteLiteral(db.collate)} lc_ctype ${quoteLiteral(db.ctype)}`,
+          );
+        }
+        for (const setting of db.settings) await client.query(`alter database ${quoteIdent(db.name)} set ${setClause(setting)}`);
       }
     });
   }
@@ -157,6 +162,17 @@ export class LocalCluster {
     const line = diskFullLine(message);
     return line ? new DiskFullError(phase, this.options.layout.root, line) : error;
   }
+}
+
+/** Settings whose stored value is already a quoted list (as pg_dumpall treats them). */
+const listSettings = new Set(["search_path", "temp_tablespaces", "session_preload_libraries", "local_preload_libraries", "shared_preload_libraries", "unix_socket_directories"]);
+
+/** "name=value" as stored in pg_db_role_setting → "name TO value" for ALTER … SET. */
+export function setClause(setting: string): string {
+  const at = setting.indexOf("=");
+  const name = setting.slice(0, at);
+  const value = setting.slice(at + 1);
+  return `${quoteIdent(name)} to ${listSettings.has(name.toLowerCase()) ? value : quoteLiteral(value)}`;
 }
 
 export function quoteIdent(name: string): string {

@@ -10,6 +10,8 @@ export interface SourceDatabase {
   readonly collate: string;
   readonly ctype: string;
   readonly sizeBytes: number;
+  /** ALTER DATABASE … SET values ("name=value"); pg_dump without --create leaves them out. */
+  readonly settings: readonly string[];
   /** User tables and materialized views (their data is what pg_dump copies). */
   readonly tables: number;
 }
@@ -34,10 +36,11 @@ export async function inspectSource(source: SourceConnection, selection: Selecti
   const first = selection.wholeInstance ? (source.database ?? "postgres") : selection.databases[0]!;
   const rows = await withClient(source, first, async (client) => {
     const version = await client.query<{ v: string }>("select current_setting('server_version_num') as v");
-    const databases = await client.query<{ name: string; encoding: string; collate: string; ctype: string; size: string }>(
-      `select datname as name, pg_encoding_to_char(encoding) as encoding, datcollate as collate, datctype as ctype,
-              case when has_database_privilege(oid, 'CONNECT') then pg_database_size(oid) else 0 end as size
-         from pg_database where not datistemplate and datallowconn order by datname`,
+    const databases = await client.query<{ name: string; encoding: string; collate: string; ctype: string; size: string; settings: string[] }>(
+      `select d.datname as name, pg_encoding_to_char(d.encoding) as encoding, d.datcollate as collate, d.datctype as ctype,
+              case when has_database_privilege(d.oid, 'CONNECT') then pg_database_size(d.oid) else 0 end as size,
+              coalesce((select s.setconfig from pg_db_role_setting s where s.setdatabase = d.oid and s.setrole = 0), '{}') as settings
+         from pg_database d where not d.datistemplate and d.datallowconn order by d.datname`,
     );
     return { versionNum: Number(version.rows[0]!.v), databases: databases.rows };
   });
@@ -60,7 +63,7 @@ export async function inspectSource(source: SourceConnection, selection: Selecti
       );
       return Number(result.rows[0]!.n);
     });
-    databases.push({ name, encoding: row.encoding, collate: row.collate, ctype: row.ctype, sizeBytes: Number(row.size), tables });
+    databases.push({ name, encoding: row.encoding, collate: row.collate, ctype: row.ctype, sizeBytes: Number(row.size), settings: row.settings, tables });
   }
   return { serverVersionNum: rows.versionNum, databases, roles: selection.wholeInstance ? undefined : selection.roles };
 }
