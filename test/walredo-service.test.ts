@@ -232,7 +232,7 @@ describe("WalRedo service", () => {
   });
 
   it("logs each process's stderr lines with the tenant and pid", async () => {
-    const lines: { tenant?: string; pid?: number; stderr?: string }[] = [];
+    const lines: { tenant?: string; redoPid?: number; stderr?: string }[] = [];
     const logger = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line)) });
     const harness = await startWalRedoHarness({ logger });
     try {
@@ -242,7 +242,7 @@ describe("WalRedo service", () => {
       new DataView(bad.buffer).setUint16(bad.length - decodeXLogRecord(bad).mainDataLength, 0x7fff, true);
       await harness.client.redoPage(unary(pageCaseRequest(workload, c, { records, tenantId: "tenant-log" }))).catch(() => undefined);
       const stderr = lines.filter((l) => l.stderr !== undefined);
-      expect(stderr.some((l) => l.tenant === "tenant-log" && typeof l.pid === "number" && /PANIC|FATAL|ERROR/.test(l.stderr!))).toBe(true);
+      expect(stderr.some((l) => l.tenant === "tenant-log" && typeof l.redoPid === "number" && /PANIC|FATAL|ERROR/.test(l.stderr!))).toBe(true);
     } finally {
       await harness.close();
     }

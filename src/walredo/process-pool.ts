@@ -136,7 +136,7 @@ export class RedoProcessPool {
   }
 
   private logger(lane: TenantLane, pid?: number): Logger {
-    return this.options.logger.child({ tenant: lane.tenantId, pgMajor: lane.pgMajor, ...(pid ? { pid } : {}) });
+    return this.options.logger.child({ tenant: lane.tenantId, pgMajor: lane.pgMajor, ...(pid ? { redoPid: pid } : {}) });
   }
 
   /**
