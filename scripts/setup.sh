@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(
   postgresql-15 postgresql-contrib postgresql-server-dev-15  # vanilla PG 15, contrib, PGXS for pgext/
   make gcc pkg-config libseccomp-dev util-linux              # C modules; setpriv/prlimit for sandboxing
-  python3 python3-grpcio python3-protobuf python3-grpc-tools # the Python client test
+  python3 python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc # the Python client test
 )
 missing=()
 for p in "${packages[@]}"; do
