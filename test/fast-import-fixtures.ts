@@ -121,6 +121,7 @@ export async function createProofDatabase(source: SourceServer, database: string
     alter role alice set work_mem = '8MB';
     create role "Bob Reader" nologin;
     grant "Bob Reader" to alice;
+    alter role alice in database ${database} set statement_timeout = '42s';
   `);
 }
 

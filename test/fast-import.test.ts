@@ -139,6 +139,8 @@ describe("fast-import", () => {
     const hash = "select rolpassword from pg_authid where rolname = 'alice'";
     expect(await queryAll(uri, hash)).toEqual(await source.query("postgres", hash));
     expect(await queryAll(uri, "select pg_has_role('alice', 'Bob Reader', 'member') as member")).toEqual([{ member: true }]);
+    expect(await queryAll(uri, `select s.setconfig from pg_db_role_setting s join pg_roles r on r.oid = s.setrole
+      where r.rolname = 'alice' and s.setdatabase = (select oid from pg_database where datname = 'shop')`)).toEqual([{ setconfig: ["statement_timeout=42s"] }]);
   });
 
   it("imports the whole instance into S3 (s3rver): every database and role, and the same rows", async () => {

@@ -21,6 +21,15 @@ export interface SourceCatalog {
   readonly databases: readonly SourceDatabase[];
   /** undefined: every role (whole instance). */
   readonly roles: readonly string[] | undefined;
+  /** ALTER ROLE … IN DATABASE … SET values, which pg_dumpall --roles-only leaves out. */
+  readonly roleSettings: readonly RoleDatabaseSettings[];
+}
+
+export interface RoleDatabaseSettings {
+  readonly role: string;
+  readonly database: string;
+  /** "name=value" each. */
+  readonly settings: readonly string[];
 }
 
 const connectTimeoutMs = 15_000;
@@ -42,7 +51,12 @@ export async function inspectSource(source: SourceConnection, selection: Selecti
               coalesce((select s.setconfig from pg_db_role_setting s where s.setdatabase = d.oid and s.setrole = 0), '{}') as settings
          from pg_database d where not d.datistemplate and d.datallowconn order by d.datname`,
     );
-    return { versionNum: Number(version.rows[0]!.v), databases: databases.rows };
+    const roleSettings = await client.query<{ role: string; database: string; settings: string[] }>(
+      `select r.rolname as role, d.datname as database, s.setconfig as settings
+         from pg_db_role_setting s join pg_roles r on r.oid = s.setrole join pg_database d on d.oid = s.setdatabase
+        order by 1, 2`,
+    );
+    return { versionNum: Number(version.rows[0]!.v), databases: databases.rows, roleSettings: roleSettings.rows };
   });
   const sourceMajor = Math.floor(rows.versionNum / 10000);
   if (sourceMajor > localMajor) {
@@ -65,7 +79,12 @@ export async function inspectSource(source: SourceConnection, selection: Selecti
     });
     databases.push({ name, encoding: row.encoding, collate: row.collate, ctype: row.ctype, sizeBytes: Number(row.size), settings: row.settings, tables });
   }
-  return { serverVersionNum: rows.versionNum, databases, roles: selection.wholeInstance ? undefined : selection.roles };
+  return {
+    serverVersionNum: rows.versionNum,
+    databases,
+    roles: selection.wholeInstance ? undefined : selection.roles,
+    roleSettings: rows.roleSettings,
+  };
 }
 
 async function withClient<T>(source: SourceConnection, database: string, use: (client: pg.Client) => Promise<T>): Promise<T> {
