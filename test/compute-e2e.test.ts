@@ -37,12 +37,13 @@ describe("compute end to end", () => {
   beforeAll(async () => {
     tmp = await traversableTempDir("pgmesh-e2e-");
     // A private copy of Postgres without hstore, with the compute hook: only a download can bring hstore.
-    install = await createScratchInstall(["hstore"]);
+    install = await createScratchInstall(["hstore", "cube"]);
     await copyFile("/usr/lib/postgresql/15/bin/initdb", path.join(install.binaries.binDir, "initdb"));
     await buildComputeHookInto(install);
 
     store = await startTestExtensionStore();
     await store.publishApproved(await packContribBundle("hstore"));
+    await store.publishApproved(await packContribBundle("cube"));
     const { controlPlane } = store.harness;
     const { remoteExtensionsJson } = await controlPlane.exportRemoteExtensions({ tenantId: ids.tenant_id, pgMajor: 15 });
     const remote = JSON.parse(remoteExtensionsJson) as { extension_data: Record<string, { sha256: string }> };
@@ -81,7 +82,18 @@ describe("compute end to end", () => {
     await tmp?.remove();
   });
 
-  async function startCompute(): Promise<{ handle: ComputeCtlHandle; ctl: Client<typeof ComputeCtlService> }> {
+  /** The spec without `name` in remote_extensions: what a control plane sends before granting it. */
+  function specWithout(name: string): string {
+    const spec = JSON.parse(specText) as { remote_extensions: Record<string, unknown> & { extension_data: Record<string, unknown> } };
+    const remote = spec.remote_extensions as { public_extensions: string[]; library_index: Record<string, string>; extension_data: Record<string, unknown> };
+    remote.public_extensions = remote.public_extensions.filter((e) => e !== name);
+    remote.library_index = Object.fromEntries(Object.entries(remote.library_index).filter(([, e]) => e !== name));
+    delete remote.extension_data[name];
+    return JSON.stringify(spec);
+  }
+
+  // Computes start without cube (so no background download brings it); one test grants it by a reconfigure.
+  async function startCompute(spec = specWithout("cube")): Promise<{ handle: ComputeCtlHandle; ctl: Client<typeof ComputeCtlService> }> {
     const handle = await runComputeCtl({
       pgdata: path.join(tmp.dir, "compute", "pgdata"),
       binaries: install.binaries,
@@ -93,7 +105,7 @@ describe("compute end to end", () => {
     });
     handles.push(handle);
     const ctl = createClient(ComputeCtlService, createClientTransport({ baseUrl: handle.url }));
-    await ctl.configure({ specJson: specText });
+    await ctl.configure({ specJson: spec });
     await handle.compute.waitUntilRunning();
     return { handle, ctl };
   }
@@ -162,6 +174,19 @@ describe("compute end to end", () => {
     const terminated = await ctl.terminate({ mode: TerminateMode.FAST });
     expect(terminated.status?.stateName).toBe("terminated");
     expect(terminated.status?.error).toContain("could not save endpoint files to Epufs");
+    await handle.close();
+  });
+
+  it("lets a reconfigure allow an extension the compute could not use before", async () => {
+    const { handle, ctl } = await startCompute();
+    await expect(asAlice(handle, (c) => c.query("CREATE EXTENSION cube"))).rejects.toThrow('extension "cube" is not available to this compute');
+    await expect(access(path.join(install.dirs.pkglibdir, "cube.so"))).rejects.toThrow();
+    const res = await ctl.configure({ specJson: specText });
+    expect(res.status?.stateName).toBe("running");
+    await asAlice(handle, async (c) => {
+      await c.query("CREATE EXTENSION cube");
+      expect((await c.query("SELECT cube_dim('(1,2,3)'::cube) AS dims")).rows).toEqual([{ dims: 3 }]);
+    });
     await handle.close();
   });
 });

@@ -13,7 +13,7 @@ import type { CompiledComputeCtlOptions } from "./compute-ctl-options.js";
 import type { ComputeExtensions } from "./compute-extensions.js";
 import { adminRole, type BaseDataSource, type ComputeSpec } from "./compute-spec.js";
 import { ComputeStateError, ComputeStateMachine, type ComputeStateName } from "./compute-state.js";
-import { confChanged, renderPostgresqlConf, sharedPreloadLibraries } from "./postgresql-conf.js";
+import { changedSettingNames, confChanged, renderPostgresqlConf, sharedPreloadLibraries } from "./postgresql-conf.js";
 import { reconcileCatalog } from "./reconcile-catalog.js";
 import { endpointStorageOf, fetchSavedFiles, placeSavedFiles, saveEndpointFiles } from "./saved-files.js";
 import { SpecError } from "./spec-error.js";
@@ -331,7 +331,20 @@ export class Compute {
     try {
       if (confChanged(before, spec)) {
         await this.#writeConf(spec);
-        await this.#query((client) => client.query("SELECT pg_catalog.pg_reload_conf()"));
+        const needRestart = await this.#query(async (client) => {
+          await client.query("SELECT pg_catalog.pg_reload_conf()");
+          const { rows } = await client.query<{ name: string }>(
+            "SELECT name FROM pg_catalog.pg_settings WHERE context = 'postmaster' AND name = ANY($1) ORDER BY name",
+            [changedSettingNames(before, spec)],
+          );
+          return rows.map((r) => r.name);
+        });
+        if (needRestart.length > 0) this.state.warn(`${needRestart.join(", ")} changed but take effect only at the next start (Postgres must restart)`);
+      }
+      if (extensionsChanged(before, spec)) {
+        // Newly allowed extensions get their control files; the hook and background downloads do the rest.
+        await this.deps.extensions?.prepare(spec, this.#preloadLibraries(spec), this.#startAbort.signal);
+        this.deps.extensions?.afterRunning(() => installedExtensions((db) => this.#connect(db)));
       }
       if (!spec.skipPgCatalogUpdates) await reconcileCatalog(spec, (db) => this.#connect(db));
       this.#spec = spec;
@@ -411,6 +424,11 @@ async function socketDirFor(pgdata: string): Promise<string> {
   const beside = `${pgdata}.sock`;
   if (Buffer.byteLength(path.join(beside, ".s.PGSQL.65535.lock")) < 108) return beside;
   return mkdtemp(path.join(os.tmpdir(), "pgmesh-sock-"));
+}
+
+/** Whether a reconfigure changes which extensions the compute may use or where it gets them. */
+function extensionsChanged(before: ComputeSpec, after: ComputeSpec): boolean {
+  return JSON.stringify([before.remoteExtensions, before.extensionStore]) !== JSON.stringify([after.remoteExtensions, after.extensionStore]);
 }
 
 function connectHost(listenAddresses: string): string {

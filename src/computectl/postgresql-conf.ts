@@ -52,6 +52,13 @@ export function confChanged(before: ComputeSpec, after: ComputeSpec): boolean {
   return before.postgresqlConf !== after.postgresqlConf || JSON.stringify(before.settings) !== JSON.stringify(after.settings);
 }
 
+/** Names of settings whose value the new spec adds, changes or removes. */
+export function changedSettingNames(before: ComputeSpec, after: ComputeSpec): string[] {
+  const old = new Map(before.settings.map((s) => [s.name, s.value]));
+  const now = new Map(after.settings.map((s) => [s.name, s.value]));
+  return [...new Set([...old.keys(), ...now.keys()])].filter((name) => old.get(name) !== now.get(name));
+}
+
 /** A postgresql.conf string literal: quotes and backslashes doubled. */
 function quote(value: string): string {
   return `'${value.replace(/\\/g, "\\\\").replace(/'/g, "''")}'`;
