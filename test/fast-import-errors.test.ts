@@ -217,6 +217,21 @@ describe("fast-import failures", () => {
       await expectFailedSnapshot("cli", "check", /connection refused/);
     });
 
+    it("draws a live status line instead of JSON when it runs on a terminal", async () => {
+      const port = await freePort();
+      const command = `stty cols 150; node ${bin} --storage file://${root}/store --prefix tty --workdir ${path.join(root, "tty-work")}`;
+      // script(1) gives the binary a pseudo-terminal.
+      const result = await execa("script", ["-qfec", command, "/dev/null"], {
+        env: { PGMESH_SOURCE: `postgresql://cloud_admin@127.0.0.1:${port}/shop`, PGPASSWORD: adminPassword },
+        reject: false,
+      });
+      expect(result.exitCode).toBe(1);
+      expect(result.stdout).toContain(`\r\x1b[2Kcheck: postgresql://cloud_admin:***@127.0.0.1:${port}/shop`);
+      expect(result.stdout).toContain("warning: import failed in check: cannot connect to the source");
+      expect(result.stdout).not.toContain('"level":');
+      expect(result.stdout).not.toContain(adminPassword);
+    });
+
     it("exits 2 with a usage message when a required flag is missing", async () => {
       const result = await execa("node", [bin, "--storage", `file://${root}/store`, "--prefix", "x", "--workdir", "/tmp/x"], { reject: false, env: { PGMESH_SOURCE: "" } });
       expect(result.exitCode).toBe(2);
