@@ -27,6 +27,8 @@ export async function uploadSnapshot(files: readonly SnapshotFile[], options: Up
   let bytesDone = 0;
   let filesDone = 0;
   let next = 0;
+  // Largest first: the long puts start at once and the small ones fill the gaps, so no big file runs alone at the end.
+  const queue = [...files].sort((a, b) => b.size - a.size);
   const stop = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
   // Every put in flight listens on it.
@@ -39,8 +41,8 @@ export async function uploadSnapshot(files: readonly SnapshotFile[], options: Up
     }
   };
   const worker = async (): Promise<void> => {
-    while (next < files.length && !signal.aborted) {
-      const file = files[next++]!;
+    while (next < queue.length && !signal.aborted) {
+      const file = queue[next++]!;
       const stream = createReadStream(path.join(options.pgdata, file.relativePath), { highWaterMark: chunkBytes });
       try {
         await options.store.put(`${options.keyPrefix}${file.relativePath}`, counted(stream), { expectedBytes: file.size, signal });
