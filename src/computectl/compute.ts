@@ -64,6 +64,7 @@ export class Compute {
   #computeCtlAddr = "";
   #postgres: RunningPostgres | undefined;
   #monitor: ActivityMonitor | undefined;
+  #monitorStarting: Promise<void> | undefined;
   #starting: Promise<void> | undefined;
   /** PGDATA laid down from the initdb template while waiting for a spec (true when it succeeded). */
   #prelaid: Promise<boolean> | undefined;
@@ -294,13 +295,23 @@ export class Compute {
     await timed(t, "configMs", async () => {
       if (!spec.skipPgCatalogUpdates) await reconcileCatalog(spec, (db) => this.#connect(db));
     });
-    this.#monitor = new ActivityMonitor(await this.#connect("postgres"), this.options.activityPollMs);
-    this.#monitor.start();
     t.totalMs = Math.round(performance.now() - started);
     signal.throwIfAborted();
     this.state.move("running", "start");
     this.deps.logger.info({ timings: t, port: this.#port }, "compute is running");
+    // Off the start-up path: the activity monitor's connection and the background downloads.
+    this.#monitorStarting = this.#startMonitor();
     this.deps.extensions?.afterRunning(() => installedExtensions((db) => this.#connect(db)));
+  }
+
+  async #startMonitor(): Promise<void> {
+    try {
+      const client = await this.#connect("postgres");
+      this.#monitor = new ActivityMonitor(client, this.options.activityPollMs);
+      this.#monitor.start();
+    } catch (err) {
+      if (!this.#stopping) this.deps.logger.warn({ err }, "could not start the activity monitor");
+    }
   }
 
   async #osUser(): Promise<OsUser> {
@@ -406,6 +417,7 @@ export class Compute {
 
   async #stopPostgres(mode: ShutdownMode): Promise<void> {
     this.#stopping = true;
+    await this.#monitorStarting;
     await this.#monitor?.stop();
     await this.#postgres?.stop(mode);
   }
