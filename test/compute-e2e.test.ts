@@ -93,7 +93,15 @@ describe("compute end to end", () => {
   }
 
   // Computes start without cube (so no background download brings it); one test grants it by a reconfigure.
-  async function startCompute(spec = specWithout("cube")): Promise<{ handle: ComputeCtlHandle; ctl: Client<typeof ComputeCtlService> }> {
+  interface RunningCompute {
+    readonly handle: ComputeCtlHandle;
+    readonly ctl: Client<typeof ComputeCtlService>;
+    /** Lets background downloads finish (the in-process ExtensionStore is not to be cut off mid-stream), then closes. */
+    stop(): Promise<void>;
+  }
+
+  async function startCompute(spec = specWithout("cube")): Promise<RunningCompute> {
+    const loader = new RemoteExtensionLoader({ binaries: install.binaries, dirs: install.dirs, logger: silentLogger });
     const handle = await runComputeCtl({
       pgdata: path.join(tmp.dir, "compute", "pgdata"),
       binaries: install.binaries,
@@ -101,13 +109,20 @@ describe("compute end to end", () => {
       port: 0,
       auth: { insecure: true },
       logger: silentLogger,
-      extensions: new RemoteExtensionLoader({ binaries: install.binaries, dirs: install.dirs, logger: silentLogger }),
+      extensions: loader,
     });
     handles.push(handle);
     const ctl = createClient(ComputeCtlService, createClientTransport({ baseUrl: handle.url }));
     await ctl.configure({ specJson: spec });
     await handle.compute.waitUntilRunning();
-    return { handle, ctl };
+    return {
+      handle,
+      ctl,
+      stop: async () => {
+        await loader.backgroundDone();
+        await handle.close();
+      },
+    };
   }
 
   async function asAlice<T>(handle: ComputeCtlHandle, work: (client: pg.Client) => Promise<T>): Promise<T> {
@@ -140,7 +155,7 @@ describe("compute end to end", () => {
     expect(terminated.status?.error).toBe("");
     const { files } = await epufs.listFiles({ endpoint });
     expect(files.map((f) => f.path)).toContain("pg_stat/pg_stat_statements.stat");
-    await first.handle.close();
+    await first.stop();
 
     const second = await startCompute();
     const status = (await second.ctl.getStatus({})).status!;
@@ -155,30 +170,33 @@ describe("compute end to end", () => {
   });
 
   it("goes to failed with the reason when its Postgres crashes", async () => {
-    const { handle, ctl } = await startCompute();
+    const compute = await startCompute();
+    const { handle, ctl } = compute;
     const failed = handle.compute.state.waitFor((st) => st.state === "failed");
     process.kill(handle.compute.postgres!.pid, "SIGKILL");
     await failed;
     const status = (await ctl.getStatus({})).status!;
     expect(status.stateName).toBe("failed");
     expect(status.error).toMatch(/^postgres exited unexpectedly \(code null, signal SIGKILL\); log tail:/);
-    await handle.close();
+    await compute.stop();
   });
 
   it("still starts when Epufs is down, and says so in the status", async () => {
     await epufsServer.close();
-    const { handle, ctl } = await startCompute();
+    const compute = await startCompute();
+    const { ctl } = compute;
     const status = (await ctl.getStatus({})).status!;
     expect(status.stateName).toBe("running");
     expect(status.error).toContain(`endpoint storage unavailable at 127.0.0.1:${epufsServer.address.port}; started without saved files`);
     const terminated = await ctl.terminate({ mode: TerminateMode.FAST });
     expect(terminated.status?.stateName).toBe("terminated");
     expect(terminated.status?.error).toContain("could not save endpoint files to Epufs");
-    await handle.close();
+    await compute.stop();
   });
 
   it("lets a reconfigure allow an extension the compute could not use before", async () => {
-    const { handle, ctl } = await startCompute();
+    const compute = await startCompute();
+    const { handle, ctl } = compute;
     await expect(asAlice(handle, (c) => c.query("CREATE EXTENSION cube"))).rejects.toThrow('extension "cube" is not available to this compute');
     await expect(access(path.join(install.dirs.pkglibdir, "cube.so"))).rejects.toThrow();
     const res = await ctl.configure({ specJson: specText });
@@ -187,6 +205,6 @@ describe("compute end to end", () => {
       await c.query("CREATE EXTENSION cube");
       expect((await c.query("SELECT cube_dim('(1,2,3)'::cube) AS dims")).rows).toEqual([{ dims: 3 }]);
     });
-    await handle.close();
+    await compute.stop();
   });
 });
