@@ -128,6 +128,28 @@ describe.each([localBackend, s3Backend])("blob store contract: $name", (backend)
       expect((await readKey(store, "k")).toString()).toBe("two!");
     });
 
+    it("ends a read cancelled before it starts with an error of the read, not of the process", async () => {
+      await store.put("cancelled", chunksOf(Buffer.alloc(1024 * 1024, 7)));
+      const controller = new AbortController();
+      const object = await store.get("cancelled", { signal: controller.signal });
+      controller.abort();
+      await new Promise((resolve) => setImmediate(resolve)); // let any stray 'error' event fire
+      await expect(readAll(object.body)).rejects.toThrow(/abort/i);
+    });
+
+    it("ends a read cancelled midway with an error of the read", async () => {
+      await store.put("cancelled-midway", chunksOf(Buffer.alloc(3 * 1024 * 1024, 7)));
+      const controller = new AbortController();
+      const object = await store.get("cancelled-midway", { signal: controller.signal });
+      const reading = (async () => {
+        for await (const chunk of object.body) {
+          expect(chunk.length).toBeGreaterThan(0);
+          controller.abort();
+        }
+      })();
+      await expect(reading).rejects.toThrow(/abort/i);
+    });
+
     it("throws BlobNotFoundError for a missing key", async () => {
       await expect(store.get("missing/key")).rejects.toThrow(BlobNotFoundError);
       await expect(store.get("missing/key")).rejects.toThrow('blob "missing/key" does not exist');

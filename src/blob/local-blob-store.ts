@@ -1,6 +1,5 @@
 import type { BigIntStats, Dirent } from "node:fs";
-import { createReadStream } from "node:fs";
-import { mkdir, open, readdir, rename, rmdir, stat, unlink } from "node:fs/promises";
+import { mkdir, open, type FileHandle, readdir, rename, rmdir, stat, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { BlobKeyConflictError, BlobNotFoundError } from "./blob-errors.js";
 import { compareBlobKeys, validateBlobKey, validateBlobPrefix } from "./blob-key.js";
@@ -71,12 +70,7 @@ export class LocalBlobStore implements BlobStore {
     try {
       const stats = await file.stat({ bigint: true });
       if (!stats.isFile()) throw new BlobNotFoundError(key);
-      const body = createReadStream("", {
-        fd: file,
-        highWaterMark: readChunkBytes,
-        ...(options.signal ? { signal: options.signal } : {}),
-      });
-      return { info: infoFromStats(key, stats), body };
+      return { info: infoFromStats(key, stats), body: readChunks(file, options.signal) };
     } catch (error) {
       await file.close();
       throw error;
@@ -257,4 +251,23 @@ function errorCode(error: unknown): string | undefined {
 
 function isMissing(error: unknown): boolean {
   return errorCode(error) === "ENOENT";
+}
+
+/**
+ * The file's bytes in chunks, closing it when the reader finishes or stops.
+ * An abort surfaces as an error of the iteration, never as an 'error' event
+ * nobody listens to (which would end the process).
+ */
+async function* readChunks(file: FileHandle, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array> {
+  try {
+    for (;;) {
+      signal?.throwIfAborted();
+      const buffer = Buffer.allocUnsafe(readChunkBytes);
+      const { bytesRead } = await file.read(buffer, 0, readChunkBytes, null);
+      if (bytesRead === 0) return;
+      yield buffer.subarray(0, bytesRead);
+    }
+  } finally {
+    await file.close();
+  }
 }
