@@ -4,26 +4,31 @@
  * medium batch (200 heap INSERT records on a base image), with 1, 8 and 64
  * requests in flight, through the gRPC service (one Redo stream, one process
  * for the tenant) against the same requests written straight to one walredo
- * process's pipes, in the same run. Prints redo/s, mean and p99 latency, the
- * ratio service/direct, and Neon's published per-redo figures beside them.
+ * process's pipes, in the same run. The service is the walredo binary in its
+ * own process (as deployed), this process is its client. Prints redo/s, mean
+ * and p99 latency, the ratio service/direct, and Neon's published per-redo
+ * figures beside them.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/walredo.js [--bundle DIR]
  */
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { chmod, mkdtemp, open, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { create } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
 import pg from "pg";
-import { pino } from "pino";
 import { RedoRequestSchema, WalRedoService, type RedoRequest as RedoRequestMessage } from "../gen/pgmesh/walredo/v1/walredo_pb.js";
 import { buildBundle } from "../src/bundle/index.js";
 import { freePort } from "../src/net/free-port.js";
 import { initdb, resolveUnprivilegedUser, startPostgres, systemPgBinaries } from "../src/pg/index.js";
-import { createClientTransport, serviceOf, startServer } from "../src/server/index.js";
+import { createClientTransport } from "../src/server/index.js";
 import { parseLsn, readWalRecords } from "../src/wal/index.js";
-import { compileWalRedoOptions, createWalRedoService, RedoProcess, RedoProcessPool, type RedoRequest } from "../src/walredo/index.js";
+import { RedoProcess, type RedoRequest } from "../src/walredo/index.js";
 
 const NEON_US = { short: 32, medium: 139 };
 const IN_FLIGHT = [1, 8, 64];
@@ -137,6 +142,29 @@ async function runService(client: Client<typeof WalRedoService>, template: RedoR
   return summarize(latencies, now() - started);
 }
 
+/** Starts `walredo` (dist/cmd/walredo.js) with one process per tenant; resolves with its URL and a stop function. */
+async function startWalredoBinary(bundleDir: string): Promise<{ url: string; stop: () => Promise<void> }> {
+  const binary = fileURLToPath(new URL("../cmd/walredo.js", import.meta.url));
+  const child = spawn(process.execPath, [binary, "--listen", "127.0.0.1:0", "--insecure-no-auth", "--bundle", bundleDir, "--max-processes-per-tenant", "1", "--log-level", "info"], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const exited = once(child, "exit");
+  const url = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      const entry = JSON.parse(line) as { msg?: string; url?: string };
+      if (entry.msg === "walredo serving" && entry.url) resolve(entry.url);
+    });
+    void exited.then(() => reject(new Error("walredo exited before serving")));
+  });
+  return {
+    url,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { bundle: { type: "string", default: ".pgmesh/bundle" } } });
   const bundleDir = path.resolve(values.bundle!);
@@ -145,18 +173,12 @@ async function main(): Promise<void> {
   await chmod(root, 0o755);
   const user = await resolveUnprivilegedUser();
   const chroot = (process.getuid?.() ?? 0) === 0;
-  const logger = pino({ level: "silent" });
   try {
     const batches = await makeBatches(root);
     const direct = await RedoProcess.start({ bundleDir, chroot, user: { uid: user.uid, gid: user.gid } });
-    const options = compileWalRedoOptions({ logger, bundleDir, chroot, maxProcessesPerTenant: 1, pipelineDepth: 1024 });
-    const pool = new RedoProcessPool(options);
-    const server = await startServer({
-      port: 0, auth: { insecure: true }, logger, readMaxBytes: 64 * 1024 * 1024,
-      services: [serviceOf({ service: WalRedoService, impl: createWalRedoService(options, pool) })],
-    });
-    const client = createClient(WalRedoService, createClientTransport({ baseUrl: server.url }));
-    console.log(`walredo benchmark: one walredo process each way (chroot ${chroot}); service = gRPC Redo stream over h2c loopback`);
+    const service = await startWalredoBinary(bundleDir);
+    const client = createClient(WalRedoService, createClientTransport({ baseUrl: service.url }));
+    console.log(`walredo benchmark: one walredo process each way (chroot ${chroot}); service = the walredo binary, one Redo stream over h2c loopback`);
     console.log("batch   in-flight | direct redo/s  mean µs   p99 µs | service redo/s  mean µs   p99 µs | service/direct time | Neon µs/redo (1 client)");
     for (const batch of batches) {
       const template = create(RedoRequestSchema, {
@@ -181,8 +203,7 @@ async function main(): Promise<void> {
         );
       }
     }
-    await server.close();
-    await pool.close();
+    await service.stop();
     direct.kill();
     await direct.exited;
   } finally {
