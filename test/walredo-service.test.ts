@@ -1,9 +1,12 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { readFile, readlink } from "node:fs/promises";
+import path from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RedoRequest, RedoResponse } from "../gen/pgmesh/walredo/v1/walredo_pb.js";
+import { resolveUnprivilegedUser } from "../src/pg/index.js";
 import { decodeXLogRecord } from "../src/wal/index.js";
-import { eventually, pageCaseRequest, processTree, stillRunning, startWalRedoHarness, type WalRedoHarness } from "./walredo-harness.js";
+import { ensureTestBundle, eventually, pageCaseRequest, processTree, stillRunning, startWalRedoHarness, type WalRedoHarness } from "./walredo-harness.js";
 import { maskPage } from "./walredo-page-mask.js";
 import { buildPageCases, runWalWorkload, type PageCase, type WalWorkload } from "./walredo-workload.js";
 
@@ -80,6 +83,21 @@ describe("WalRedo service", () => {
       const { page } = await harness.client.redoPage(unary(pageCaseRequest(workload, c)));
       const streamed = pageOf((await redoStream(harness, [pageCaseRequest(workload, c, { requestId: 5n })])).get(5n));
       expect(Buffer.from(page).equals(Buffer.from(streamed))).toBe(true);
+    });
+
+    it("runs each process as the unprivileged user, chrooted into the bundle, with resource limits", async () => {
+      await harness.client.ping({ tenantId: "tenant-sandbox", pgMajor: 15 });
+      const user = await resolveUnprivilegedUser();
+      const bundleDir = await ensureTestBundle();
+      for (const pid of await processTree(harness.pool.pids)) {
+        const status = await readFile(`/proc/${pid}/status`, "utf8");
+        expect(/^Uid:\s+(\d+)/m.exec(status)?.[1], `pid ${pid}`).toBe(String(user.uid));
+        expect(await readlink(`/proc/${pid}/root`)).toBe(path.join(bundleDir, "v15"));
+        const limits = await readFile(`/proc/${pid}/limits`, "utf8");
+        expect(limits).toMatch(/Max core file size\s+0\s+0/);
+        expect(limits).toMatch(/Max open files\s+256\s+256/);
+        expect(limits).toMatch(/Max address space\s+1073741824\s+1073741824/);
+      }
     });
 
     it("answers Ping with the round trip to the tenant's process", async () => {
