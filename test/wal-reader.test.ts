@@ -1,10 +1,10 @@
-import { copyFile, mkdir, readFile, readdir, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pgProgram, systemPgBinaries } from "../src/pg/index.js";
 import {
-  crc32c, decodeXLogRecord, formatLsn, readWalRecords, RMGR_NAMES, WalFormatError, XLogRecordDecodeError, type WalRecord,
+  computeRecordCrc, crc32c, decodeXLogRecord, formatLsn, readWalRecords, RMGR_NAMES, WalFormatError, XLogRecordDecodeError, type WalRecord,
 } from "../src/wal/index.js";
 import { runWalWorkload, type WalWorkload } from "./walredo-workload.js";
 
@@ -42,6 +42,13 @@ function asDumpLine(r: WalRecord): DumpLine {
     prev: formatLsn(r.prevLsn),
     blocks: r.blocks.map((b) => `#${b.blockId} ${b.rel.spcOid}/${b.rel.dbOid}/${b.rel.relNumber} ${FORK_NAMES[b.fork]} ${b.blockNumber}${b.hasImage ? " FPW" : ""}`),
   };
+}
+
+/** Timeline 1, 16 MiB segments. */
+function segmentNameOf(lsn: bigint): string {
+  const segno = lsn / 0x1000000n;
+  const hex = (n: bigint) => n.toString(16).toUpperCase().padStart(8, "0");
+  return hex(1n) + hex(segno / 256n) + hex(segno % 256n);
 }
 
 async function collect(iterable: AsyncIterable<WalRecord>): Promise<WalRecord[]> {
@@ -125,14 +132,37 @@ describe("WAL reader on real PostgreSQL 15 WAL", () => {
     }
   });
 
+  it("skips a record whose continuation was overwritten (XLP_FIRST_IS_OVERWRITE_CONTRECORD), as after a crash", async () => {
+    const spanning = records.find((r) => r.startLsn / 8192n + 1n === (r.endLsn - 1n) / 8192n && r.startLsn % 0x1000000n > 8192n && (r.endLsn - 1n) % 0x1000000n > 8192n)!;
+    const dir = path.join(workload.root, "overwritten-wal");
+    await mkdir(dir, { recursive: true });
+    const segName = segmentNameOf(spanning.startLsn);
+    await copyFile(path.join(workload.walDir, segName), path.join(dir, segName));
+    const seg = await readFile(path.join(dir, segName));
+    const pageLsn = (spanning.startLsn / 8192n + 1n) * 8192n;
+    const page = Number(pageLsn % 0x1000000n);
+    seg.writeUInt16LE(0x0008, page + 2); // xlp_info: XLP_FIRST_IS_OVERWRITE_CONTRECORD
+    seg.writeUInt32LE(0, page + 16); // xlp_rem_len
+    seg.fill(0, page + 24);
+    // An XLOG_NOOP record (24 bytes, no data) right after the page header, as Postgres writes one there.
+    const noop = Buffer.alloc(24);
+    noop.writeUInt32LE(24, 0);
+    noop.writeBigUInt64LE(spanning.startLsn, 8);
+    noop[16] = 0x20;
+    noop[17] = 0;
+    noop.writeUInt32LE(computeRecordCrc(noop), 20);
+    noop.copy(seg, page + 24);
+    await writeFile(path.join(dir, segName), seg);
+    const read = await collect(readWalRecords({ walDir: dir, startLsn: records.find((r) => r.endLsn === spanning.startLsn)?.startLsn ?? spanning.startLsn }));
+    expect(read.map((r) => r.startLsn)).not.toContain(spanning.startLsn);
+    expect(read.at(-1)).toMatchObject({ startLsn: pageLsn + 24n, rmid: 0, info: 0x20, totalLength: 24, endLsn: pageLsn + 48n });
+  });
+
   it("reports a record whose CRC does not match", async () => {
     const target = records.find((r) => r.totalLength > 100 && r.startLsn % 8192n < 4000n)!;
     const corruptDir = path.join(workload.root, "corrupt-wal");
     await mkdir(corruptDir, { recursive: true });
-    const segName = (await readdir(workload.walDir)).find((n) => {
-      const segno = BigInt(`0x${n.slice(8, 16)}`) * 256n + BigInt(`0x${n.slice(16, 24)}`);
-      return /^[0-9A-F]{24}$/.test(n) && segno === target.startLsn / 0x1000000n;
-    })!;
+    const segName = segmentNameOf(target.startLsn);
     await copyFile(path.join(workload.walDir, segName), path.join(corruptDir, segName));
     const seg = await readFile(path.join(corruptDir, segName));
     const offset = Number(target.startLsn % 0x1000000n) + 60;

@@ -3,7 +3,7 @@ import path from "node:path";
 import { computeRecordCrc, decodeXLogRecord, XLogRecordDecodeError, type DecodedXLogRecord } from "./decode-xlog-record.js";
 import {
   DEFAULT_WAL_SEGMENT_BYTES, RM_XLOG_ID, SIZE_OF_XLOG_LONG_PHD, SIZE_OF_XLOG_RECORD, SIZE_OF_XLOG_SHORT_PHD,
-  XLOG_BLCKSZ, XLOG_PAGE_MAGIC_PG15, XLOG_SWITCH, XLP_ALL_FLAGS, XLP_FIRST_IS_CONTRECORD, XLP_LONG_HEADER,
+  XLOG_BLCKSZ, XLOG_PAGE_MAGIC_PG15, XLOG_SWITCH, XLP_ALL_FLAGS, XLP_FIRST_IS_CONTRECORD, XLP_FIRST_IS_OVERWRITE_CONTRECORD, XLP_LONG_HEADER,
   XLR_RMGR_INFO_MASK, formatLsn, maxAlign,
 } from "./wal-constants.js";
 import { WalFormatError } from "./wal-errors.js";
@@ -125,8 +125,13 @@ async function firstRecordOfSegment(files: SegmentFiles, segno: bigint): Promise
   }
 }
 
+/** Where to read on when a record's continuation was overwritten (after a crash mid-record). */
+interface Restart {
+  readonly restartAt: bigint;
+}
+
 /** Reads the record at `at`; undefined where valid WAL ends. */
-async function readRecordAt(files: SegmentFiles, at: bigint): Promise<WalRecord | undefined> {
+async function readRecordAt(files: SegmentFiles, at: bigint): Promise<WalRecord | Restart | undefined> {
   const pageSize = BigInt(XLOG_BLCKSZ);
   let pos = at;
   if (pos % pageSize === 0n) {
@@ -154,6 +159,8 @@ async function readRecordAt(files: SegmentFiles, at: bigint): Promise<WalRecord 
     page = await files.page(pos);
     if (!page) return undefined;
     const { size, info, remLen } = page.header;
+    // As xlogreader.c: the rest of this record was never written and the page starts afresh.
+    if ((info & XLP_FIRST_IS_OVERWRITE_CONTRECORD) !== 0) return { restartAt: pos };
     if ((info & XLP_FIRST_IS_CONTRECORD) === 0 || remLen !== totalLength - copied) {
       throw new WalFormatError(pos, `record at ${formatLsn(startLsn)} continues here, but the page says contrecord=${(info & XLP_FIRST_IS_CONTRECORD) !== 0} with ${remLen} bytes remaining (expected ${totalLength - copied})`);
     }
@@ -195,6 +202,10 @@ export async function* readWalRecords(options: ReadWalOptions): AsyncGenerator<W
   while (pos !== undefined) {
     const record = await readRecordAt(files, pos);
     if (!record) return;
+    if ("restartAt" in record) {
+      pos = record.restartAt;
+      continue;
+    }
     if (options.startLsn === undefined || record.startLsn >= options.startLsn) yield record;
     pos = record.endLsn;
   }

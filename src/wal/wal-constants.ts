@@ -15,6 +15,7 @@ export const XLOG_RECORD_CRC_OFFSET = 20;
 
 export const XLP_FIRST_IS_CONTRECORD = 0x0001;
 export const XLP_LONG_HEADER = 0x0002;
+export const XLP_FIRST_IS_OVERWRITE_CONTRECORD = 0x0008;
 export const XLP_ALL_FLAGS = 0x000f;
 
 export const XLR_MAX_BLOCK_ID = 32;
