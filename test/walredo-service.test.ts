@@ -78,6 +78,18 @@ describe("WalRedo service", () => {
       });
     });
 
+    it("keeps serving after a client cancels a Redo stream mid-way", async () => {
+      const abort = new AbortController();
+      const requests = cases.slice(0, 100).map((c, i) => pageCaseRequest(workload, c, { requestId: BigInt(i) }));
+      const call = async () => {
+        for await (const _ of harness.client.redo((async function* () { yield* requests; })(), { signal: abort.signal })) abort.abort();
+      };
+      await expect(call()).rejects.toMatchObject({ code: Code.Canceled });
+      const c = cases[3]!;
+      const { page } = await harness.client.redoPage(unary(pageCaseRequest(workload, c)));
+      expect(maskPage(c.relation.kind, page, c.blockNumber).equals(maskPage(c.relation.kind, c.finalPage, c.blockNumber))).toBe(true);
+    });
+
     it("answers RedoPage with the same page as the stream", async () => {
       const c = cases[0]!;
       const { page } = await harness.client.redoPage(unary(pageCaseRequest(workload, c)));
