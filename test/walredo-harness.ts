@@ -88,6 +88,16 @@ export async function stillRunning(pids: readonly number[]): Promise<string[]> {
   return pids.filter((p) => table.has(p)).map((p) => table.get(p)!.line);
 }
 
+/** Runs body against a fresh harness and closes it however body ends. */
+export async function withWalRedoHarness<T>(options: Parameters<typeof startWalRedoHarness>[0], body: (harness: WalRedoHarness) => Promise<T>): Promise<T> {
+  const harness = await startWalRedoHarness(options);
+  try {
+    return await body(harness);
+  } finally {
+    await harness.close();
+  }
+}
+
 /** A RedoRequest message for (part of) a page case of a workload. */
 export function pageCaseRequest(
   workload: WalWorkload,

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RedoRequest, RedoResponse } from "../gen/pgmesh/walredo/v1/walredo_pb.js";
 import { resolveUnprivilegedUser } from "../src/pg/index.js";
 import { decodeXLogRecord } from "../src/wal/index.js";
-import { ensureTestBundle, eventually, pageCaseRequest, processTree, stillRunning, startWalRedoHarness, type WalRedoHarness } from "./walredo-harness.js";
+import { ensureTestBundle, eventually, pageCaseRequest, processTree, stillRunning, startWalRedoHarness, withWalRedoHarness, type WalRedoHarness } from "./walredo-harness.js";
 import { maskPage } from "./walredo-page-mask.js";
 import { buildPageCases, runWalWorkload, type PageCase, type WalWorkload } from "./walredo-workload.js";
 
@@ -57,6 +57,15 @@ describe("WalRedo service", () => {
   afterAll(async () => {
     await workload?.cleanup();
   });
+
+  /** The page's records up to a plain heap INSERT whose offnum (the first field of its main data) lies far past the page's last item. */
+  function poisonedInsertRequest(tenantId: string): RedoRequest {
+    const { c, index } = insertCase;
+    const records = c.records.slice(0, index + 1).map((r) => ({ ...r, record: Uint8Array.from(r.record) }));
+    const bad = records[index]!.record;
+    new DataView(bad.buffer).setUint16(bad.length - decodeXLogRecord(bad).mainDataLength, 0x7fff, true);
+    return pageCaseRequest(workload, c, { records, tenantId });
+  }
 
   describe("with one pool", () => {
     let harness: WalRedoHarness;
@@ -155,16 +164,10 @@ describe("WalRedo service", () => {
 
     it("answers a request whose records kill the process with INVALID_ARGUMENT after one retry, replaces the process, and serves the next request", async () => {
       expect(insertCase).toBeDefined();
-      const { c, index } = insertCase;
-      const records = c.records.slice(0, index + 1).map((r) => ({ ...r, record: Uint8Array.from(r.record) }));
-      const bad = records[index]!.record;
-      const decoded = decodeXLogRecord(bad);
-      // xl_heap_insert.offnum, the first field of the main data: far past the page's last item.
-      new DataView(bad.buffer).setUint16(bad.length - decoded.mainDataLength, 0x7fff, true);
       await harness.client.ping({ tenantId: "tenant-a", pgMajor: 15 });
       const trees = new Map<number, number[]>();
       for (const pid of harness.pool.pids) trees.set(pid, await processTree([pid]));
-      const err = await harness.client.redoPage(unary(pageCaseRequest(workload, c, { records }))).catch((e: unknown) => ConnectError.from(e));
+      const err = await harness.client.redoPage(unary(poisonedInsertRequest("tenant-a"))).catch((e: unknown) => ConnectError.from(e));
       expect(err).toBeInstanceOf(ConnectError);
       expect((err as ConnectError).code).toBe(Code.InvalidArgument);
       expect((err as ConnectError).rawMessage).toMatch(/killed two walredo processes/);
@@ -188,20 +191,16 @@ describe("WalRedo service", () => {
   });
 
   it("gives each tenant its own processes and shares one spawn among concurrent first requests", async () => {
-    const harness = await startWalRedoHarness({ pipelineDepth: 64 });
-    try {
+    await withWalRedoHarness({ pipelineDepth: 64 }, async (harness) => {
       await Promise.all(cases.slice(0, 6).map((c) => harness.client.redoPage(unary(pageCaseRequest(workload, c, { tenantId: "tenant-x" })))));
       expect(harness.pool.stats).toEqual({ processes: 1, tenants: 1 });
       await harness.client.redoPage(unary(pageCaseRequest(workload, cases[0]!, { tenantId: "tenant-y" })));
       expect(harness.pool.stats).toEqual({ processes: 2, tenants: 2 });
-    } finally {
-      await harness.close();
-    }
+    });
   });
 
   it("kills a process that does not answer within the request timeout and answers from a fresh one", async () => {
-    const harness = await startWalRedoHarness({ requestTimeoutMs: 500 });
-    try {
+    await withWalRedoHarness({ requestTimeoutMs: 500 }, async (harness) => {
       await harness.client.ping({ tenantId: "tenant-t", pgMajor: 15 });
       const tree = await processTree(harness.pool.pids);
       for (const pid of tree) process.kill(pid, "SIGSTOP");
@@ -210,14 +209,11 @@ describe("WalRedo service", () => {
       expect(maskPage(c.relation.kind, page, c.blockNumber).equals(maskPage(c.relation.kind, c.finalPage, c.blockNumber))).toBe(true);
       await eventually(async () => (await stillRunning(tree)).length === 0);
       expect(harness.pool.pids.some((p) => tree.includes(p))).toBe(false);
-    } finally {
-      await harness.close();
-    }
+    });
   });
 
   it("starts more processes for a tenant under load, up to the per-tenant bound", async () => {
-    const harness = await startWalRedoHarness({ pipelineDepth: 1, maxProcessesPerTenant: 3 });
-    try {
+    await withWalRedoHarness({ pipelineDepth: 1, maxProcessesPerTenant: 3 }, async (harness) => {
       let most = 0;
       // A steady load: 16 requests in flight, a new one sent as each is answered.
       const sample = cases.slice(0, 200);
@@ -239,14 +235,11 @@ describe("WalRedo service", () => {
       // Growth is started by the load and does not hold requests up; the new processes join when ready.
       await eventually(() => harness.pool.stats.processes > 1);
       expect(Math.max(most, harness.pool.stats.processes)).toBeLessThanOrEqual(3);
-    } finally {
-      await harness.close();
-    }
+    });
   });
 
   it("answers RESOURCE_EXHAUSTED when every process is busy at the global cap", async () => {
-    const harness = await startWalRedoHarness({ maxProcesses: 1, maxProcessesPerTenant: 1 });
-    try {
+    await withWalRedoHarness({ maxProcesses: 1, maxProcessesPerTenant: 1 }, async (harness) => {
       await harness.client.ping({ tenantId: "tenant-1", pgMajor: 15 });
       const tree = await processTree(harness.pool.pids);
       for (const pid of tree) process.kill(pid, "SIGSTOP");
@@ -256,44 +249,31 @@ describe("WalRedo service", () => {
       expect(err).toMatchObject({ code: Code.ResourceExhausted, rawMessage: expect.stringMatching(/all 1 walredo processes are busy \(--max-processes\)/) });
       for (const pid of tree) process.kill(pid, "SIGCONT");
       await stuck;
-    } finally {
-      await harness.close();
-    }
+    });
   });
 
   it("logs each process's stderr lines with the tenant and pid", async () => {
     const lines: { tenant?: string; redoPid?: number; stderr?: string }[] = [];
     const logger = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line)) });
-    const harness = await startWalRedoHarness({ logger });
-    try {
-      const { c, index } = insertCase;
-      const records = c.records.slice(0, index + 1).map((r) => ({ ...r, record: Uint8Array.from(r.record) }));
-      const bad = records[index]!.record;
-      new DataView(bad.buffer).setUint16(bad.length - decodeXLogRecord(bad).mainDataLength, 0x7fff, true);
-      await harness.client.redoPage(unary(pageCaseRequest(workload, c, { records, tenantId: "tenant-log" }))).catch(() => undefined);
+    await withWalRedoHarness({ logger }, async (harness) => {
+      await harness.client.redoPage(unary(poisonedInsertRequest("tenant-log"))).catch(() => undefined);
       const stderr = lines.filter((l) => l.stderr !== undefined);
       expect(stderr.some((l) => l.tenant === "tenant-log" && typeof l.redoPid === "number" && /PANIC|FATAL|ERROR/.test(l.stderr!))).toBe(true);
-    } finally {
-      await harness.close();
-    }
+    });
   });
 
   it("kills a process after the idle timeout", async () => {
-    const harness = await startWalRedoHarness({ idleTimeoutMs: 200 });
-    try {
+    await withWalRedoHarness({ idleTimeoutMs: 200 }, async (harness) => {
       await harness.client.ping({ tenantId: "tenant-i", pgMajor: 15 });
       expect(harness.pool.pids.length).toBe(1);
       const tree = await processTree(harness.pool.pids);
       await eventually(() => harness.pool.pids.length === 0);
       expect(await stillRunning(tree)).toEqual([]);
-    } finally {
-      await harness.close();
-    }
+    });
   });
 
   it("evicts another tenant's idle process at the global cap", async () => {
-    const harness = await startWalRedoHarness({ maxProcesses: 1, maxProcessesPerTenant: 1 });
-    try {
+    await withWalRedoHarness({ maxProcesses: 1, maxProcessesPerTenant: 1 }, async (harness) => {
       await harness.client.ping({ tenantId: "tenant-1", pgMajor: 15 });
       const [first] = harness.pool.pids;
       const firstTree = await processTree([first!]);
@@ -302,9 +282,7 @@ describe("WalRedo service", () => {
       expect(second).not.toBe(first);
       expect(await stillRunning(firstTree)).toEqual([]);
       expect(harness.pool.stats.processes).toBe(1);
-    } finally {
-      await harness.close();
-    }
+    });
   });
 
   it("leaves no process behind after shutdown", async () => {
