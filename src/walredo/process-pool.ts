@@ -39,6 +39,8 @@ class AttemptFailure extends Error {
 export interface ProcessPoolStats {
   readonly processes: number;
   readonly tenants: number;
+  /** Requests and pings on processes now. */
+  readonly inFlight: number;
 }
 
 /**
@@ -65,7 +67,9 @@ export class RedoProcessPool {
   constructor(private readonly options: CompiledWalRedoOptions) {}
 
   get stats(): ProcessPoolStats {
-    return { processes: this.live.size, tenants: this.lanes.size };
+    let inFlight = 0;
+    for (const slot of this.live) inFlight += slot.inFlight;
+    return { processes: this.live.size, tenants: this.lanes.size, inFlight };
   }
 
   /** The pids of the processes alive now. */
