@@ -13,6 +13,7 @@ describe("server options", () => {
       writeMaxBytes: 4 * 1024 * 1024,
       maxTimeoutMs: undefined,
       shutdownGraceMs: 10_000,
+      http2WindowBytes: 8 * 1024 * 1024,
     });
   });
 
@@ -32,6 +33,13 @@ describe("server options", () => {
     expect(() => compileServerOptions({ ...base, services: [epufs] })).toThrow(
       'public method "GetFiles" is not a method of pgmesh.epufs.v1.EpufsService',
     );
+  });
+
+  it("refuses an HTTP/2 window below the protocol default or above its maximum", () => {
+    expect(() => compileServerOptions({ ...base, http2WindowBytes: 1024 })).toThrow(
+      "server option http2WindowBytes must be an integer in 65535..2147483647, got 1024",
+    );
+    expect(() => compileServerOptions({ ...base, http2WindowBytes: 2 ** 31 })).toThrow("got 2147483648");
   });
 
   it("refuses a zero message limit", () => {

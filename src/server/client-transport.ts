@@ -1,5 +1,7 @@
+import type { ClientHttp2Session } from "node:http2";
 import type { Interceptor, Transport } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { checkHttp2WindowBytes, defaultHttp2WindowBytes } from "./http2-window.js";
 
 export interface ClientTransportOptions {
   /** The server's base URL, e.g. ServerHandle.url or "http://127.0.0.1:7101". */
@@ -10,13 +12,19 @@ export interface ClientTransportOptions {
   readonly defaultTimeoutMs?: number;
   /** Largest message accepted from the server (default 4 MiB, as the server). */
   readonly readMaxBytes?: number;
+  /**
+   * HTTP/2 flow-control window the client grants each response stream and the connection, in bytes
+   * (default 8 MiB): how far the server may send ahead of the caller reading.
+   */
+  readonly http2WindowBytes?: number;
   readonly interceptors?: readonly Interceptor[];
 }
 
 /**
  * A gRPC (HTTP/2 cleartext) transport for calling pgmesh services from other
  * pgmesh code: binary protobuf, no compression (byte streams keep their
- * backpressure), and the bearer token on every call.
+ * backpressure), wide HTTP/2 windows, and the bearer token on every call.
+ * (Node's HTTP/2 sessions set TCP_NODELAY on their sockets themselves.)
  */
 export function createClientTransport(options: ClientTransportOptions): Transport {
   const { token } = options;
@@ -27,12 +35,39 @@ export function createClientTransport(options: ClientTransportOptions): Transpor
       return next(req);
     });
   }
+  const windowBytes = checkHttp2WindowBytes("client transport option", options.http2WindowBytes ?? defaultHttp2WindowBytes);
   return createGrpcTransport({
     baseUrl: options.baseUrl,
+    sessionManager: new WideWindowSessionManager(options.baseUrl, windowBytes),
     interceptors,
     acceptCompression: [],
     compressMinBytes: Number.MAX_SAFE_INTEGER,
     readMaxBytes: options.readMaxBytes ?? 4 * 1024 * 1024,
     ...(options.defaultTimeoutMs !== undefined ? { defaultTimeoutMs: options.defaultTimeoutMs } : {}),
   });
+}
+
+/**
+ * connect-node's session manager with the stream window (SETTINGS) and the
+ * connection window (WINDOW_UPDATE on stream 0, before the first response
+ * byte) widened on every session it opens.
+ */
+class WideWindowSessionManager extends Http2SessionManager {
+  readonly #windowBytes: number;
+  readonly #widened = new WeakSet<ClientHttp2Session>();
+
+  constructor(baseUrl: string, windowBytes: number) {
+    super(baseUrl, undefined, { settings: { initialWindowSize: windowBytes } });
+    this.#windowBytes = windowBytes;
+  }
+
+  override async request(...args: Parameters<Http2SessionManager["request"]>): ReturnType<Http2SessionManager["request"]> {
+    const stream = await super.request(...args);
+    const session = stream.session as ClientHttp2Session | undefined;
+    if (session && !this.#widened.has(session)) {
+      this.#widened.add(session);
+      session.setLocalWindowSize(this.#windowBytes);
+    }
+    return stream;
+  }
 }

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Http2ServerRequest, Http2ServerResponse, Http2Session } from "node:http2";
+import { constants as http2Constants, type Http2ServerRequest, type Http2ServerResponse, type Http2Session, type ServerHttp2Stream } from "node:http2";
 import type { Socket } from "node:net";
 
 type AnyRequest = IncomingMessage | Http2ServerRequest;
@@ -24,12 +24,18 @@ export class ConnectionTracker {
     return this.#inFlight;
   }
 
-  /** Wraps a request handler so its requests count as in flight until their response closes. */
+  /**
+   * Wraps a request handler so its requests count as in flight until their response closes.
+   * An HTTP/2 response that is complete while the client is still sending (a client stream
+   * answered early) resets the rest of the request with RST_STREAM(NO_ERROR), as gRPC servers
+   * do: otherwise the stream stays half-open, blocked on flow control, and never closes.
+   */
   track(handler: (req: AnyRequest, res: AnyResponse) => void): (req: AnyRequest, res: AnyResponse) => void {
     return (req, res) => {
       this.#inFlight++;
       const socket = "stream" in req ? undefined : req.socket;
       if (socket) this.#http1Busy.set(socket, (this.#http1Busy.get(socket) ?? 0) + 1);
+      else resetUnreadRequestWhenAnswered((req as Http2ServerRequest).stream);
       res.once("close", () => {
         if (socket) this.#http1Done(socket);
         this.#inFlight--;
@@ -104,4 +110,19 @@ export class ConnectionTracker {
       };
     });
   }
+}
+
+/**
+ * Once the response's trailers are out, ends a stream whose client has not
+ * finished sending with RST_STREAM(NO_ERROR). Node's compat response calls
+ * sendTrailers() from its own "wantTrailers" listener, registered before this
+ * one, and sendTrailers() hands the trailers to nghttp2 in a setImmediate: the
+ * reset is queued behind it, so the client gets the status before the reset.
+ */
+function resetUnreadRequestWhenAnswered(stream: ServerHttp2Stream): void {
+  stream.once("wantTrailers", () => {
+    setImmediate(() => {
+      if (!stream.closed && stream.state.remoteClose !== 1) stream.close(http2Constants.NGHTTP2_NO_ERROR);
+    });
+  });
 }

@@ -4,6 +4,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { TokenVerifier } from "../auth/index.js";
+import { checkHttp2WindowBytes, defaultHttp2WindowBytes } from "./http2-window.js";
 
 /** One service to serve: unimplemented methods answer UNIMPLEMENTED. */
 export interface ServiceRegistration<S extends DescService = DescService> {
@@ -47,6 +48,11 @@ export interface ServerOptions {
   readonly maxTimeoutMs?: number;
   /** Grace time close() gives in-flight calls before aborting them, in ms (default 10 000). */
   readonly shutdownGraceMs?: number;
+  /**
+   * HTTP/2 flow-control window the server grants each stream and each connection, in bytes
+   * (default 8 MiB): how far a client may send ahead of the handler reading.
+   */
+  readonly http2WindowBytes?: number;
 }
 
 export interface CompiledServerOptions {
@@ -60,6 +66,7 @@ export interface CompiledServerOptions {
   readonly writeMaxBytes: number;
   readonly maxTimeoutMs: number | undefined;
   readonly shutdownGraceMs: number;
+  readonly http2WindowBytes: number;
 }
 
 const MiB = 1024 * 1024;
@@ -91,6 +98,7 @@ export function compileServerOptions(options: ServerOptions): CompiledServerOpti
     writeMaxBytes: positive("writeMaxBytes", options.writeMaxBytes ?? 4 * MiB),
     maxTimeoutMs: options.maxTimeoutMs === undefined ? undefined : positive("maxTimeoutMs", options.maxTimeoutMs),
     shutdownGraceMs: nonNegative("shutdownGraceMs", options.shutdownGraceMs ?? 10_000),
+    http2WindowBytes: checkHttp2WindowBytes("server option", options.http2WindowBytes ?? defaultHttp2WindowBytes),
   };
 }
 

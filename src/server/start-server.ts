@@ -111,10 +111,16 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
 
   const http1 = createHttp1Server({ requestTimeout: 0 }, track);
   // maxSessionMemory (MB): several concurrent streams of 1 MiB chunks fit without ENHANCE_YOUR_CALM resets.
-  const http2 = createHttp2Server({ maxSessionMemory: 64 }, track);
-  http2.on("session", (session) => tracker.addSession(session));
+  // The stream window (SETTINGS) and the connection window (WINDOW_UPDATE on stream 0) are both widened, so
+  // byte streams do not wait on WINDOW_UPDATE round trips; the connection window bounds what one client can buffer.
+  const http2 = createHttp2Server({ maxSessionMemory: 64, settings: { initialWindowSize: opts.http2WindowBytes } }, track);
+  http2.on("session", (session) => {
+    session.setLocalWindowSize(opts.http2WindowBytes);
+    tracker.addSession(session);
+  });
 
-  const net = createNetServer((socket) => {
+  // noDelay: TCP_NODELAY from accept on, whatever the protocol (small HTTP/2 frames must not wait for delayed ACKs).
+  const net = createNetServer({ noDelay: true }, (socket) => {
     tracker.addSocket(socket);
     socket.on("error", (err) => logger.debug({ err }, "connection error"));
     // A connection that says nothing is dropped rather than held open; HTTP/1.1 and HTTP/2 have their own limits after.
