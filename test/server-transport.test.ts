@@ -119,6 +119,40 @@ describe("server transport tuning", () => {
   });
 });
 
+describe("server backpressure with wide HTTP/2 windows", () => {
+  it("stops a server stream's handler when the client stops reading, a few windows in", async () => {
+    const total = 64 * MiB;
+    let produced = 0;
+    let finished!: () => void;
+    const handlerFinished = new Promise<void>((resolve) => (finished = resolve));
+    const impl: Partial<ServiceImpl<typeof EpufsService>> = {
+      async *getFile() {
+        const chunk = new Uint8Array(MiB);
+        while (produced < total) {
+          produced += chunk.byteLength;
+          yield { msg: { case: "chunk", value: chunk } };
+        }
+        finished();
+      },
+    };
+    const server = await startTestServer({ services: [serviceOf({ service: EpufsService, impl })] });
+    const abort = new AbortController();
+    try {
+      const client = createClient(EpufsService, createClientTransport({ baseUrl: server.url }));
+      const stream = client.getFile({ endpoint, path: "big" }, { signal: abort.signal })[Symbol.asyncIterator]();
+      await stream.next(); // then stop reading
+      // Nothing signals "the writer is blocked": give an unthrottled handler ample time to produce all 64 MiB.
+      const outcome = await Promise.race([handlerFinished.then(() => "ran to the end" as const), sleep(1_000).then(() => "held back" as const)]);
+      expect(outcome).toBe("held back");
+      // Stream window + connection window (8 MiB each) and socket/stream buffers on both sides, not the whole 64 MiB.
+      expect(produced).toBeLessThan(32 * MiB);
+    } finally {
+      abort.abort();
+      await server.close({ graceMs: 0 });
+    }
+  });
+});
+
 describe("server close with a client stream answered early", () => {
   it("resets the rest of the request so close() does not wait out the grace time, and the client gets the handler's error", async () => {
     let refused!: () => void;
