@@ -7,7 +7,8 @@ import { createClient } from "@connectrpc/connect";
 import { beforeAll, describe, expect, it } from "vitest";
 import { WalRedoService } from "../gen/pgmesh/walredo/v1/walredo_pb.js";
 import { createClientTransport } from "../src/server/index.js";
-import { ensureTestBundle, processTree, stillRunning } from "./walredo-harness.js";
+import { processTree, stillRunning } from "./walredo-harness.js";
+import { ensureTestBundle } from "./bundle-fixture.js";
 
 const binary = resolve("dist/cmd/walredo.js");
 const execFileAsync = promisify(execFile);

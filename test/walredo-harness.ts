@@ -9,18 +9,11 @@ import { createClient, type Client } from "@connectrpc/connect";
 import { pino, type Logger } from "pino";
 import { create } from "@bufbuild/protobuf";
 import { RedoRequestSchema, WalRedoService, type RedoRequest } from "../gen/pgmesh/walredo/v1/walredo_pb.js";
-import { buildBundle } from "../src/bundle/index.js";
 import { createClientTransport, serviceOf, type ServerHandle } from "../src/server/index.js";
 import { compileWalRedoOptions, createWalRedoService, RedoProcessPool, type WalRedoOptions } from "../src/walredo/index.js";
+import { ensureTestBundle } from "./bundle-fixture.js";
 import { startTestServer } from "./helpers/test-server.js";
 import type { PageCase, WalWorkload } from "./walredo-workload.js";
-
-/** The bundle tests share: built from the installed PostgreSQL, unchanged inputs keep it. */
-export async function ensureTestBundle(): Promise<string> {
-  const outDir = path.resolve(".pgmesh/test-bundle");
-  await buildBundle({ outDir });
-  return outDir;
-}
 
 export interface WalRedoHarness {
   readonly server: ServerHandle;

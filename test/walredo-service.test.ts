@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RedoRequest, RedoResponse } from "../gen/pgmesh/walredo/v1/walredo_pb.js";
 import { resolveUnprivilegedUser } from "../src/pg/index.js";
 import { decodeXLogRecord } from "../src/wal/index.js";
-import { ensureTestBundle, eventually, pageCaseRequest, processTree, stillRunning, startWalRedoHarness, withWalRedoHarness, type WalRedoHarness } from "./walredo-harness.js";
+import { eventually, pageCaseRequest, processTree, stillRunning, startWalRedoHarness, withWalRedoHarness, type WalRedoHarness } from "./walredo-harness.js";
+import { ensureTestBundle } from "./bundle-fixture.js";
 import { maskPage } from "./walredo-page-mask.js";
 import { buildPageCases, runWalWorkload, type PageCase, type WalWorkload } from "./walredo-workload.js";
 
