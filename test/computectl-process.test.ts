@@ -1,12 +1,13 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { randomBytes } from "node:crypto";
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { open, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { build } from "rolldown";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { specJson, traversableTempDir } from "./computectl-fixtures.js";
+import { segmentIdOfLockFile, sysvSegments, type SysvSegment } from "./helpers/sysv-segments.js";
 
 const root = path.resolve(import.meta.dirname, "..");
 
@@ -16,6 +17,12 @@ interface ComputeCtlProcess {
   readonly pgdata: string;
   /** Resolves with the first log line satisfying `predicate`. */
   logLine(predicate: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
+}
+
+/** The System V segment a postmaster.pid names, if it still exists. */
+async function segmentOf(postmasterPidFile: string): Promise<SysvSegment | undefined> {
+  const id = segmentIdOfLockFile(postmasterPidFile);
+  return (await sysvSegments()).find((s) => s.id === id);
 }
 
 function isAlive(pid: number): boolean {
@@ -81,15 +88,32 @@ describe("compute-ctl process", () => {
 
   const running = (l: Record<string, unknown>) => l.msg === "compute state changed" && l.state === "running";
 
-  it("leaves no Postgres behind when compute-ctl is killed with SIGKILL", async () => {
-    const ctl = await startComputeCtl("sigkill");
-    await ctl.logLine(running);
-    const postmasterPid = Number((await readFile(path.join(ctl.pgdata, "postmaster.pid"), "utf8")).split("\n")[0]);
+  it("leaves no Postgres behind when compute-ctl is killed with SIGKILL, and the next start removes the shared memory it left", async () => {
+    const first = await startComputeCtl("sigkill");
+    await first.logLine(running);
+    const pidFile = await readFile(path.join(first.pgdata, "postmaster.pid"), "utf8");
+    const postmasterPid = Number(pidFile.split("\n")[0]);
     expect(isAlive(postmasterPid)).toBe(true);
-    ctl.child.kill("SIGKILL");
-    await once(ctl.child, "exit");
+    first.child.kill("SIGKILL");
+    await once(first.child, "exit");
     // The kernel delivers the parent-death signal; a process we did not start has no exit event to await.
     await vi.waitFor(() => expect(isAlive(postmasterPid)).toBe(false), { timeout: 30_000, interval: 20 });
+    // The dead postmaster's children detach as they notice; the segment itself stays.
+    await vi.waitFor(async () => expect((await segmentOf(pidFile))?.attached).toBe(0), { timeout: 30_000, interval: 20 });
+
+    // Postgres keys its segment by PGDATA's inode and removes a stale one under its own key at start-up;
+    // holding the old directory open keeps its inode from being reused for the new PGDATA.
+    const oldPgdata = await open(first.pgdata, "r");
+    try {
+      const second = await startComputeCtl("sigkill");
+      await second.logLine(running);
+      expect(await segmentOf(pidFile)).toBeUndefined();
+      second.child.kill("SIGTERM");
+      const [code] = await once(second.child, "exit");
+      expect(code).toBe(0);
+    } finally {
+      await oldPgdata.close();
+    }
   });
 
   it("terminates the compute on SIGTERM and exits 0", async () => {

@@ -1,10 +1,21 @@
-import { mkdtemp, rm, chmod } from "node:fs/promises";
+import { mkdtemp, readFile, rm, chmod } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../src/net/free-port.js";
-import { initdb, resolveUnprivilegedUser, startPostgres, systemPgBinaries, PostgresStartError, type OsUser } from "../src/pg/index.js";
+import {
+  initdb, removeOrphanedShmem, resolveUnprivilegedUser, startPostgres, systemPgBinaries, PostgresStartError, type OsUser,
+} from "../src/pg/index.js";
+import { segmentIdOfLockFile, sysvSegments } from "./helpers/sysv-segments.js";
+
+async function segmentIdOf(dataDir: string): Promise<number> {
+  return segmentIdOfLockFile(await readFile(path.join(dataDir, "postmaster.pid"), "utf8"));
+}
+
+async function segmentIds(): Promise<number[]> {
+  return (await sysvSegments()).map((s) => s.id);
+}
 
 describe("local Postgres", () => {
   let root: string;
@@ -34,6 +45,38 @@ describe("local Postgres", () => {
     expect(rows[0]).toEqual({ current_user: "cloud_admin", major: 15 });
     await postgres.stop("fast");
     expect(postgres.hasExited).toBe(true);
+  });
+
+  it("removes the shared memory segment of a postmaster killed with SIGKILL once its backends let go", async () => {
+    const dataDir = path.join(root, "data");
+    const postgres = await startPostgres({
+      binaries, user, dataDir, port: await freePort(),
+      socketDir: path.join(root, "sock"), logFile: path.join(root, "killed.log"),
+    });
+    const client = new pg.Client({ connectionString: postgres.connectionUri() });
+    client.on("error", () => undefined);
+    await client.connect();
+    const id = await segmentIdOf(dataDir);
+    expect(await segmentIds()).toContain(id);
+
+    process.kill(postgres.pid, "SIGKILL");
+    expect(await postgres.exited).toEqual({ code: null, signal: "SIGKILL" });
+    expect(await segmentIds()).not.toContain(id);
+    await client.end().catch(() => undefined);
+  });
+
+  it("leaves the segment of a live postmaster alone", async () => {
+    const dataDir = path.join(root, "data");
+    const postgres = await startPostgres({
+      binaries, user, dataDir, port: await freePort(),
+      socketDir: path.join(root, "sock"), logFile: path.join(root, "live.log"),
+    });
+    try {
+      expect(await removeOrphanedShmem(dataDir)).toBe(false);
+      expect(await segmentIds()).toContain(await segmentIdOf(dataDir));
+    } finally {
+      await postgres.stop("fast");
+    }
   });
 
   it("fails fast with the log tail when Postgres cannot start", async () => {

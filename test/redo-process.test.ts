@@ -11,6 +11,7 @@ import { RedoProcess } from "../src/walredo/redo-process.js";
 import { RedoProcessExitedError, RedoProcessStartError } from "../src/walredo/redo-process-errors.js";
 import { encodePing, encodeRedoRequest, PAGE_SIZE, RedoProtocolError, type BufferTag, type RedoRequest, type WalRecord } from "../src/walredo/redo-protocol.js";
 import { ensureTestBundle } from "./bundle-fixture.js";
+import { sysvSegments, type SysvSegment } from "./helpers/sysv-segments.js";
 import { craftRecord, dumpRecords, maskHeapHints, pageLsn, parseLsn, readPage, recordsFor, type DumpedRecord } from "./redo-process-wal.js";
 
 /**
@@ -119,6 +120,10 @@ async function childrenOf(pid: number): Promise<string[]> {
     if (m && Number(m[3]) === pid) found.push(`${entry} (${m[1]}) ${m[2]}`);
   }
   return found;
+}
+
+async function segmentsCreatedBy(pid: number): Promise<SysvSegment[]> {
+  return (await sysvSegments()).filter((s) => s.creatorPid === pid);
 }
 
 /** A copy of a real record with one byte changed. */
@@ -353,6 +358,20 @@ describe("postgres --wal-redo (the drop-in interface)", () => {
     child.stdin.end();
     expect(status).toMatch(/Seccomp:\s+0\n/);
     expect((await done).code).toBe(0);
+  });
+
+  it("marks its System V segment for removal once it serves, so none is left when it is killed", async () => {
+    const child = launch();
+    const done = collect(child);
+    child.stdin.write(encodePing());
+    await once(child.stdout, "readable");
+    const postgresPid = Number((await childrenOf(child.pid!))[0]!.split(" ")[0]);
+    const segments = await segmentsCreatedBy(postgresPid);
+    expect(segments).toHaveLength(1);
+    expect(segments[0]!.key).toBe(0); // IPC_PRIVATE: removed, kept only while attached
+    process.kill(postgresPid, "SIGKILL");
+    await done;
+    expect(await segmentsCreatedBy(postgresPid)).toEqual([]);
   });
 
   it("exits with a reason on an unknown frame type", async () => {

@@ -752,14 +752,30 @@ check_fd(int fd, const char *role)
 		die(EXIT_PROTOCOL, "fd %d (%s) is not open; start this through the walredo wrapper (postgres --wal-redo)", fd, role);
 }
 
+/*
+ * Leaves no System V segment behind, however the process ends: marked for
+ * removal now, the kernel drops it when this process detaches (exits).
+ * UsedShmemSegID holds the segment's key, not its id (sysv_shmem.c).
+ */
+static void
+remove_own_segment(void)
+{
+	int			shmid;
+	struct shmid_ds ds;
+
+	if (UsedShmemSegID == 0)
+		return;
+	shmid = shmget((key_t) UsedShmemSegID, 0, 0);
+	if (shmid >= 0 && shmctl(shmid, IPC_STAT, &ds) == 0 && ds.shm_cpid == getpid())
+		shmctl(shmid, IPC_RMID, NULL);
+}
+
 static void
 start_up(void)
 {
 	MemoryContextSwitchTo(TopMemoryContext);
 
-	/* Leave no System V segment behind, however the process ends. */
-	if (UsedShmemSegID != 0)
-		shmctl((int) UsedShmemSegID, IPC_RMID, NULL);
+	remove_own_segment();
 	before_shmem_exit(exit_without_shutdown, 0);
 	emit_log_hook = panic_hook;
 

@@ -16,7 +16,9 @@
  * and `SELECT pgmesh_walredo_main()` on stdin. It stays as the parent to
  * remove the scratch directory when the child ends, and exits the way the
  * child did. The child gets SIGKILL if the wrapper dies; SIGTERM, SIGINT,
- * SIGHUP and SIGQUIT to the wrapper kill the child.
+ * SIGHUP and SIGQUIT to the wrapper kill the child. A child that dies before
+ * its protocol loop removed its System V segment (killed during start-up)
+ * leaves it behind: the wrapper removes it.
  *
  * The real postgres is started through the bundle's own dynamic loader and
  * libraries, so nothing from the host is needed.
@@ -40,6 +42,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -220,6 +223,36 @@ remove_scratch(void)
 		nftw(scratch, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/*
+ * Removes the System V segment named in line 7 of the scratch cluster's
+ * postmaster.pid ("key shmid") if the dead child `pid` created it and nobody
+ * is attached; gone already (the protocol loop removes it) is the usual case.
+ */
+static void
+remove_orphaned_segment(const char *data, pid_t pid)
+{
+	char path[PATH_MAX];
+	char line[256];
+	unsigned long key;
+	int id;
+	int n;
+	struct shmid_ds ds;
+	FILE *f;
+
+	join(path, data, "postmaster.pid");
+	f = fopen(path, "re");
+	if (f == NULL)
+		return;
+	for (n = 0; n < 7 && fgets(line, sizeof(line), f) != NULL; n++)
+		;
+	fclose(f);
+	if (n != 7 || sscanf(line, "%lu %d", &key, &id) != 2)
+		return;
+	if (shmctl(id, IPC_STAT, &ds) == 0 && ds.shm_perm.__key == (key_t) key &&
+		ds.shm_cpid == pid && ds.shm_nattch == 0)
+		shmctl(id, IPC_RMID, NULL);
+}
+
 static void
 write_text(const char *path, const char *text)
 {
@@ -357,6 +390,7 @@ wal_redo(const char *root, int argc, char **argv)
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
 			fail("cannot wait for the walredo process %d: %s", (int) pid, strerror(errno));
+	remove_orphaned_segment(data, pid);
 	remove_scratch();
 	scratch[0] = '\0';
 	/* Killed on request: end the way the request asked. */

@@ -6,7 +6,7 @@ import { Readable } from "node:stream";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { execa } from "execa";
 import { openBlobStore, type BlobStore, type BlobStoreOptions } from "../blob/index.js";
-import { chownTree, type OsUser, type PgBinaries } from "../pg/index.js";
+import { chownTree, removeOrphanedShmem, type OsUser, type PgBinaries } from "../pg/index.js";
 import type { BaseDataSource } from "./compute-spec.js";
 import { ensureInitdbTemplate } from "./initdb-template.js";
 
@@ -27,8 +27,15 @@ const standardEmptyDirs = [
   "pg_twophase", "pg_replslot", "pg_dynshmem", "pg_commit_ts", "pg_logical/snapshots", "pg_logical/mappings",
 ];
 
-/** Wipes PGDATA and lays it down afresh from its source, owned by the Postgres user. */
+/**
+ * Wipes PGDATA and lays it down afresh from its source, owned by the Postgres
+ * user. A Postgres killed with its compute-ctl left its System V segment,
+ * which Postgres itself would remove only on a start in this same PGDATA:
+ * it goes first, while postmaster.pid still names it, once the dead
+ * postmaster's children have let go of it.
+ */
 export async function layDownBaseData(source: BaseDataSource, options: BaseDataOptions): Promise<void> {
+  await removeOrphanedShmem(options.pgdata, { waitMs: 5_000 });
   await rm(options.pgdata, { recursive: true, force: true });
   if (source.source === "initdb") {
     const template = await ensureInitdbTemplate(options);

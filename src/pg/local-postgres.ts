@@ -4,6 +4,7 @@ import { mkdir, open, readFile } from "node:fs/promises";
 import path from "node:path";
 import { execa } from "execa";
 import { setTimeout as delay } from "node:timers/promises";
+import { removeOrphanedShmem } from "./orphaned-shmem.js";
 import { chownTree, runAsPrefix, type OsUser } from "./os-user.js";
 import { pgProgram, type PgBinaries } from "./pg-binaries.js";
 
@@ -63,15 +64,27 @@ export class PostgresStartError extends Error {
   }
 }
 
+/** How long a killed postmaster's children get to detach from its shared memory. */
+const ORPHANED_SHMEM_WAIT_MS = 10_000;
+
 /** A postmaster this process started and supervises. */
 export class RunningPostgres {
+  /**
+   * Resolves once the postmaster is reaped and, if it died without cleaning
+   * up (SIGKILL), its System V segment removed when its children let go.
+   */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   constructor(
     private readonly child: ChildProcess,
     readonly options: StartPostgresOptions,
   ) {
-    this.exited = once(child, "exit").then(([code, signal]) => ({ code, signal }));
+    this.exited = once(child, "exit").then(async ([code, signal]) => {
+      if (signal !== null && child.pid !== undefined) {
+        await removeOrphanedShmem(options.dataDir, { creatorPid: child.pid, waitMs: ORPHANED_SHMEM_WAIT_MS }).catch(() => false);
+      }
+      return { code: code as number | null, signal: signal as NodeJS.Signals | null };
+    });
   }
 
   get pid(): number {
@@ -141,7 +154,7 @@ async function waitUntilReady(postgres: RunningPostgres, timeoutMs: number): Pro
       const { code, signal } = await postgres.exited;
       throw new PostgresStartError(`postgres exited during start-up (code ${code}, signal ${signal})`, await postgres.logTail());
     }
-    if (await readPmStatus(pidFile) === "ready") return;
+    if (await readPmStatus(pidFile, postgres.pid) === "ready") return;
     if (Date.now() > deadline) {
       await postgres.stop("immediate");
       throw new PostgresStartError(`postgres was not ready after ${timeoutMs} ms`, await postgres.logTail());
@@ -150,11 +163,14 @@ async function waitUntilReady(postgres: RunningPostgres, timeoutMs: number): Pro
   }
 }
 
-/** Line 8 of postmaster.pid (PM_STATUS): "starting", "ready", "stopping"… */
-async function readPmStatus(pidFile: string): Promise<string | undefined> {
+/**
+ * Line 8 of postmaster.pid (PM_STATUS): "starting", "ready", "stopping"…, if
+ * line 1 is `pid` (not a file a killed postmaster left behind).
+ */
+async function readPmStatus(pidFile: string, pid: number): Promise<string | undefined> {
   try {
     const lines = (await readFile(pidFile, "utf8")).split("\n");
-    return lines[7]?.trim();
+    return lines[0]?.trim() === String(pid) ? lines[7]?.trim() : undefined;
   } catch {
     return undefined;
   }

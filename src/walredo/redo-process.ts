@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { chown, mkdtemp, rm } from "node:fs/promises";
 import path from "node:path";
+import { removeOrphanedShmem } from "../pg/index.js";
 import { RedoProcessExitedError, RedoProcessStartError } from "./redo-process-errors.js";
 import { compileRedoProcessOptions, type CompiledRedoProcessOptions, type RedoProcessOptions } from "./redo-process-options.js";
 import { encodePing, encodeRedoRequest, PageReplyDecoder, PAGE_SIZE, type RedoRequest } from "./redo-protocol.js";
@@ -93,7 +94,10 @@ export class RedoProcess {
         this.exit = exit;
         const error = new RedoProcessExitedError(this.pid, code, signal, exit.stderrTail, exit.reason);
         for (const p of this.pending.splice(0)) p.reject(error);
-        void rm(scratchDir, { recursive: true, force: true }).finally(() => resolve(exit));
+        // A killed wrapper left its scratch cluster, and maybe the segment of its killed Postgres.
+        void removeOrphanedShmem(path.join(scratchDir, "data"), { waitMs: 1_000 }).catch(() => false)
+          .then(() => rm(scratchDir, { recursive: true, force: true }))
+          .finally(() => resolve(exit));
       });
     });
   }
