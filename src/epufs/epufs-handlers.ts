@@ -10,7 +10,7 @@ import {
   type PutFileHeader,
   type PutFileRequest,
 } from "../../gen/pgmesh/epufs/v1/epufs_pb.js";
-import { maxChunkBytes, splitChunks } from "./byte-chunks.js";
+import { maxChunkBytes, splitChunks } from "../server/index.js";
 import type { DeletedFiles, Epufs, EpufsFileInfo } from "./epufs.js";
 
 /** Adapts Epufs to the generated EpufsService: messages in and out, claims from the call context. */

@@ -13,7 +13,7 @@ import {
   type ExtensionStoreService,
   type ExtensionVersion,
 } from "../../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
-import { limitChunkSize, maxChunkBytes } from "./chunk-bytes.js";
+import { maxChunkBytes, splitChunks } from "../server/index.js";
 import { requireNamedBundle, verifyDownloadToken, type DownloadVerifyKey } from "./download-token.js";
 import { checkSha256 } from "./extension-ids.js";
 import { UpstreamFetch } from "./upstream-fetch.js";
@@ -128,7 +128,7 @@ export class BundleCache {
     try {
       yield create(DownloadBundleResponseSchema, { msg: { case: "info", value: { extension: info } } });
       const body = createReadStream("", { fd: file, start: 0, autoClose: false, highWaterMark: 256 * 1024, ...(signal ? { signal } : {}) });
-      for await (const chunk of limitChunkSize(body)) {
+      for await (const chunk of splitChunks(body)) {
         yield create(DownloadBundleResponseSchema, { msg: { case: "chunk", value: chunk } });
       }
     } finally {

@@ -43,7 +43,7 @@ import {
   type RevokeExtensionRequest,
   type RevokeExtensionResponse,
 } from "../../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
-import { limitChunkSize } from "./chunk-bytes.js";
+import { splitChunks } from "../server/index.js";
 import { buildComputeIndex, remoteExtensionsJson, usableBy } from "./compute-index.js";
 import { parseControlFile } from "./control-file.js";
 import {
@@ -331,7 +331,7 @@ export class ExtensionStore {
       );
     });
     yield create(DownloadBundleResponseSchema, { msg: { case: "info", value: { extension: toExtensionVersion(entry) } } });
-    for await (const chunk of limitChunkSize(object.body)) {
+    for await (const chunk of splitChunks(object.body)) {
       yield create(DownloadBundleResponseSchema, { msg: { case: "chunk", value: chunk } });
     }
   }

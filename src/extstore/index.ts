@@ -24,7 +24,6 @@ export {
   type DownloadVerifyKey,
 } from "./download-token.js";
 export { bundleKey } from "./bundle-keys.js";
-export { limitChunkSize, maxChunkBytes } from "./chunk-bytes.js";
 export { BundleCache, type BundleCacheOptions, type BundleCacheStats } from "./bundle-cache.js";
 export { bundleCacheRegistration } from "./bundle-cache-service.js";
 export { DownloadSigningKeyError, resolveDownloadSigningKey } from "./download-signing-key.js";

@@ -1,4 +1,4 @@
-/** Largest chunk a stream message carries (common.proto). */
+/** Largest bytes field a stream message carries (common.proto, DESIGN.md: chunks of at most 1 MiB). */
 export const maxChunkBytes = 1024 * 1024;
 
 /** Passes chunks through, splitting any larger than `limit` bytes. */
