@@ -265,8 +265,10 @@ export class BundleCache {
     this.entries.set(sha256, { size, info: progress.info });
     this.totalBytes += size;
     this.options.logger.info({ sha256, bytes: size }, "bundle fetched from upstream into the cache");
-    progress.succeed();
+    // Evict before the followers finish their streams, so that a client that
+    // has its bundle also finds the cache back within its budget.
     await this.evict(sha256);
+    progress.succeed();
   }
 
   /** Evicts least recently used bundles until the cache fits, never `keep` (the one just fetched). */
