@@ -33,13 +33,16 @@ describe("activity monitor", () => {
     await own.end();
   });
 
-  /** Runs a 0.3 s query as `app` and polls the monitor while pg_stat_activity shows it active. */
+  /**
+   * Polls the monitor while a query of `app` is active: the query waits on an
+   * advisory lock the probe holds, so it stays active however slow the machine.
+   */
   async function pollDuringQuery(): Promise<{ seen: Date; now: Date }> {
-    const busy = await connect("app");
-    const running = busy.query("SELECT pg_sleep(0.3)");
     const probe = await connect(computeCtlApplicationName);
+    await probe.query("SELECT pg_advisory_lock(4242)");
+    const busy = await connect("app");
+    const running = busy.query("SELECT pg_advisory_lock(4242)");
     try {
-      // Wait until the backend shows the query as active: a state we can observe, not a sleep.
       for (;;) {
         const { rows } = await probe.query<{ n: number }>(
           "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'app' AND state = 'active'");
@@ -48,6 +51,7 @@ describe("activity monitor", () => {
       const now = (await probe.query<{ now: Date }>("SELECT now()")).rows[0]!.now;
       return { seen: (await monitor.poll())!, now };
     } finally {
+      await probe.query("SELECT pg_advisory_unlock(4242)");
       await running;
       await busy.end();
       // ...and until its backend is gone, so later polls see only the other clients.

@@ -109,7 +109,7 @@ export function pageCaseRequest(
 }
 
 /** Resolves once `check` holds, polling every 20 ms for up to `timeoutMs` (for state with no event to await, e.g. /proc). */
-export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`condition not met after ${timeoutMs} ms`);

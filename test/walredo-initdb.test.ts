@@ -5,7 +5,7 @@ import { Readable } from "node:stream";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { pino } from "pino";
 import tar from "tar-stream";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { WalRedoService } from "../gen/pgmesh/walredo/v1/walredo_pb.js";
 import { serviceOf, createClientTransport, type ServerHandle } from "../src/server/index.js";
 import { compileWalRedoOptions, createWalRedoService, RedoProcessPool } from "../src/walredo/index.js";
@@ -110,8 +110,7 @@ describe("WalRedo Initdb", () => {
     };
     await expect(call()).rejects.toMatchObject({ code: Code.Canceled });
     // The server notices the cancel asynchronously: wait until its stream has finished cleaning up.
-    for (let i = 0; i < 200 && (await readdir(scratchRoot)).length > 0; i++) await new Promise((r) => setTimeout(r, 25));
-    expect(await readdir(scratchRoot)).toEqual([]);
+    await vi.waitFor(async () => expect(await readdir(scratchRoot)).toEqual([]), { timeout: 30_000, interval: 25 });
   });
 
   it("accepts an admin token and refuses a call without a token", async () => {

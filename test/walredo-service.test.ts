@@ -201,7 +201,7 @@ describe("WalRedo service", () => {
   });
 
   it("kills a process that does not answer within the request timeout and answers from a fresh one", async () => {
-    await withWalRedoHarness({ requestTimeoutMs: 500 }, async (harness) => {
+    await withWalRedoHarness({ requestTimeoutMs: 2_000 }, async (harness) => {
       await harness.client.ping({ tenantId: "tenant-t", pgMajor: 15 });
       const tree = await processTree(harness.pool.pids);
       for (const pid of tree) process.kill(pid, "SIGSTOP");
@@ -264,7 +264,7 @@ describe("WalRedo service", () => {
   });
 
   it("kills a process after the idle timeout", async () => {
-    await withWalRedoHarness({ idleTimeoutMs: 200 }, async (harness) => {
+    await withWalRedoHarness({ idleTimeoutMs: 1_500 }, async (harness) => {
       await harness.client.ping({ tenantId: "tenant-i", pgMajor: 15 });
       expect(harness.pool.pids.length).toBe(1);
       const tree = await processTree(harness.pool.pids);

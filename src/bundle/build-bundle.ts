@@ -4,7 +4,7 @@ import { createHash } from "node:crypto";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
-import { resolveUnprivilegedUser, type OsUser } from "../pg/index.js";
+import { outputTail, resolveUnprivilegedUser, type OsUser } from "../pg/index.js";
 import { BundleBuildError } from "./bundle-errors.js";
 import { hashTree, listTree, sameBundle, type BundleManifest, type VersionManifest } from "./bundle-manifest.js";
 import { compileBundleOptions, type BundleOptions, type CompiledBundleOptions } from "./bundle-options.js";
@@ -36,8 +36,7 @@ interface PgxsModule {
 async function run(file: string, args: readonly string[], options: { cwd?: string; input?: string } = {}): Promise<string> {
   const result = await execa(file, args, { ...options, all: true, reject: false });
   if (result.exitCode !== 0) {
-    const tail = (result.all ?? "").trim().split("\n").slice(-15).join("\n");
-    throw new BundleBuildError(`${path.basename(file)} ${args.join(" ")} failed (exit ${result.exitCode}):\n${tail}`);
+    throw new BundleBuildError(`${path.basename(file)} ${args.join(" ")} failed (exit ${result.exitCode}):\n${outputTail(result.all, 15)}`);
   }
   return result.stdout;
 }

@@ -1,7 +1,7 @@
 import { chmod, chown, lstat, mkdir, readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { execa } from "execa";
-import { chownTree, runAsPrefix, type OsUser } from "../pg/index.js";
+import { chownTree, outputTail, runAsPrefix, type OsUser } from "../pg/index.js";
 import { BundleBuildError } from "./bundle-errors.js";
 
 /** Where the template cluster lives, relative to v<major>/ (the wrapper has the same path compiled in). */
@@ -31,8 +31,7 @@ async function runAs(user: OsUser, args: readonly string[], input?: string): Pro
   const prefix = runAsPrefix(user);
   const result = await execa(prefix[0]!, [...prefix.slice(1), ...args], { input, reject: false, all: true });
   if (result.exitCode !== 0 || /\b(ERROR|FATAL|PANIC):/.test(result.stderr)) {
-    const tail = (result.all ?? "").trim().split("\n").slice(-15).join("\n");
-    throw new BundleBuildError(`walredo template: ${args.slice(1).join(" ")} failed (exit ${result.exitCode}):\n${tail}`);
+    throw new BundleBuildError(`walredo template: ${args.slice(1).join(" ")} failed (exit ${result.exitCode}):\n${outputTail(result.all, 15)}`);
   }
   return result;
 }

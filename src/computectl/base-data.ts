@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { createWriteStream } from "node:fs";
 import { chmod, mkdir, rm } from "node:fs/promises";
 import path from "node:path";
@@ -62,6 +63,10 @@ async function downloadSnapshot(store: BlobStore, prefix: string, options: BaseD
   const keys: string[] = [];
   for await (const info of store.listAll(`${base}pgdata/`)) keys.push(info.key);
   if (keys.length === 0) throw new ConnectError(`the snapshot has no objects under ${where}`, Code.FailedPrecondition);
+  // Every parallel download listens on the signal (get and pipeline each add one):
+  // a signal of our own, following the caller's, with room for them all.
+  const signal = options.signal && AbortSignal.any([options.signal]);
+  if (signal) setMaxListeners(2 * options.downloadConcurrency + 1, signal);
   let next = 0;
   const worker = async () => {
     while (next < keys.length) {
@@ -72,8 +77,8 @@ async function downloadSnapshot(store: BlobStore, prefix: string, options: BaseD
         throw new ConnectError(`snapshot object "${key}" escapes PGDATA`, Code.FailedPrecondition);
       }
       await mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
-      const object = await store.get(key, { signal: options.signal });
-      await pipeline(Readable.from(object.body), createWriteStream(target, { mode: 0o600 }), { signal: options.signal });
+      const object = await store.get(key, { signal });
+      await pipeline(Readable.from(object.body), createWriteStream(target, { mode: 0o600 }), { signal });
     }
   };
   await Promise.all(Array.from({ length: Math.min(options.downloadConcurrency, keys.length) }, worker));

@@ -6,6 +6,7 @@ import { execa } from "execa";
 import { setTimeout as delay } from "node:timers/promises";
 import { removeOrphanedShmem } from "./orphaned-shmem.js";
 import { chownTree, runAsPrefix, type OsUser } from "./os-user.js";
+import { outputTail } from "./output-tail.js";
 import { pgProgram, type PgBinaries } from "./pg-binaries.js";
 
 export interface InitdbOptions {
@@ -178,7 +179,7 @@ async function readPmStatus(pidFile: string, pid: number): Promise<string | unde
 
 async function readTail(file: string, lines: number): Promise<string> {
   try {
-    return (await readFile(file, "utf8")).trimEnd().split("\n").slice(-lines).join("\n");
+    return outputTail(await readFile(file, "utf8"), lines);
   } catch {
     return "";
   }
@@ -189,8 +190,7 @@ export async function runProgramAs(user: OsUser, program: string, args: readonly
   const prefix = runAsPrefix(user);
   const result = await execa(prefix[0]!, [...prefix.slice(1), program, ...args], { all: true, reject: false });
   if (result.exitCode !== 0) {
-    const tail = (result.all ?? "").trim().split("\n").slice(-10).join("\n");
-    throw new Error(`${path.basename(program)} failed with code ${result.exitCode}: ${tail}`);
+    throw new Error(`${path.basename(program)} failed with code ${result.exitCode}: ${outputTail(result.all, 10)}`);
   }
   return result.stdout;
 }

@@ -6,7 +6,7 @@ import { pipeline } from "node:stream/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { execa } from "execa";
 import tar from "tar-stream";
-import { chownTree, pgProgram, runAsPrefix, systemPgBinaries, type OsUser } from "../pg/index.js";
+import { chownTree, outputTail, pgProgram, runAsPrefix, systemPgBinaries, type OsUser } from "../pg/index.js";
 
 export interface InitdbArchiveOptions {
   /** Bundle directory; undefined runs the system's binaries (/usr/lib/postgresql/<major>/bin). */
@@ -90,7 +90,7 @@ export async function* initdbArchive(options: InitdbArchiveOptions): AsyncGenera
     const result = await execa(program!, args, { all: true, reject: false, cancelSignal: options.signal, env: { LC_ALL: "C" } });
     if (result.isCanceled) throw new ConnectError("Initdb was cancelled", Code.Canceled);
     if (result.exitCode !== 0) {
-      const tail = (result.all ?? "").trim().split("\n").slice(-5).join("\n");
+      const tail = outputTail(result.all, 5);
       const code = /locale|encoding|superuser|role name/i.test(tail) ? Code.InvalidArgument : Code.Internal;
       throw new ConnectError(`initdb (Postgres ${options.pgMajor}, locale ${options.locale}, encoding ${options.encoding}) failed: ${tail}`, code);
     }
