@@ -21,8 +21,9 @@ describe("contracts", () => {
   afterAll(async () => rm(await scratch, { recursive: true, force: true }));
 
   it("pass buf lint", async () => {
-    const result = await execa("npx", ["buf", "lint"], { cwd: root, reject: false, all: true });
-    expect(result.all?.replace(/^npm warn.*\n?/gm, "")).toBe("");
+    // buf itself, not through npx: npm may add notices of its own (a newer npm, config warnings) to the output.
+    const result = await execa(path.join(root, "node_modules", ".bin", "buf"), ["lint"], { cwd: root, reject: false, all: true });
+    expect(result.all).toBe("");
     expect(result.exitCode).toBe(0);
   });
 

@@ -6,7 +6,7 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
 import { createClient } from "@connectrpc/connect";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { EpufsService } from "../gen/pgmesh/epufs/v1/epufs_pb.js";
 import { openBlobStore } from "../src/blob/index.js";
 import { createClientTransport } from "../src/server/index.js";
@@ -35,6 +35,8 @@ async function spawnEpufs(args: string[], env: Record<string, string>): Promise<
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolveExit) =>
     child.once("exit", (code, signal) => resolveExit({ code, signal })),
   );
+  running.add(child);
+  void exited.then(() => running.delete(child));
   let output = "";
   child.stderr!.on("data", (data: Buffer) => (output += data.toString()));
   const lines = createInterface({ input: child.stdout! });
@@ -62,25 +64,36 @@ function clientOf(url: string, token: string): EpufsClient {
   return createClient(EpufsService, createClientTransport({ baseUrl: url, ...(token ? { token } : {}) }));
 }
 
-/** Resolves once `dir` holds a file ending in ".part" of at least `bytes` bytes. */
+/** Resolves once `dir` holds a file ending in ".part" of at least `bytes` bytes; fails after 60 s. */
 async function spoolFileReaches(dir: string, bytes: number): Promise<void> {
-  for (;;) {
-    for (const name of existsSync(dir) ? await readdir(dir) : []) {
-      if (!name.endsWith(".part")) continue;
-      const size = await stat(join(dir, name)).then((s) => s.size, () => 0);
-      if (size >= bytes) return;
-    }
-    await new Promise((resolveTick) => setTimeout(resolveTick, 20));
-  }
+  await vi.waitFor(
+    async () => {
+      for (const name of existsSync(dir) ? await readdir(dir) : []) {
+        if (!name.endsWith(".part")) continue;
+        const size = await stat(join(dir, name)).then((s) => s.size, () => 0);
+        if (size >= bytes) return;
+      }
+      throw new Error(`no spool file of ${bytes} bytes in ${dir} yet`);
+    },
+    { timeout: 60_000, interval: 20 },
+  );
 }
 
 let keys: TestKeys;
 let s3rver: S3rverHandle;
+/** Servers this file spawned that have not exited: a failed test must not leave one behind. */
+const running = new Set<ChildProcess>();
 
 beforeAll(async () => {
   if (!existsSync(binary)) throw new Error(`${binary} is missing: build with 'npx tsc -p tsconfig.json' (scripts/setup.sh does)`);
   keys = await createTestKeys();
   s3rver = await startS3rver();
+});
+afterEach(async () => {
+  for (const child of running) {
+    const exited = new Promise((resolveExit) => child.once("exit", resolveExit));
+    if (child.kill("SIGKILL")) await exited;
+  }
 });
 afterAll(async () => {
   await s3rver?.stop();

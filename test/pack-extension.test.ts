@@ -1,4 +1,4 @@
-import { access, chmod, mkdtemp, readdir, rm } from "node:fs/promises";
+import { access, chmod, mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -18,6 +18,21 @@ import { initdb, resolveUnprivilegedUser, startPostgres, type RunningPostgres } 
 import { collectDownload, sha256Of, startExtStoreHarness, type ExtStoreHarness } from "./fixtures/extstore/extstore-harness.js";
 import { createScratchInstall, extractBundle, removeExtension, type ScratchInstall } from "./fixtures/extstore/scratch-postgres.js";
 
+/**
+ * postgresql-15-hypopg is not installed here: its package file, which
+ * scripts/setup.sh downloads into .pgmesh/debs, so the test needs no network;
+ * downloaded into `scratch` only when setup has not run.
+ */
+async function hypopgDeb(scratch: string): Promise<string> {
+  const isHypopg = (file: string) => file.startsWith("postgresql-15-hypopg_") && file.endsWith(".deb");
+  const setupDir = join(import.meta.dirname, "..", ".pgmesh", "debs");
+  const fromSetup = (await readdir(setupDir).catch(() => [])).find(isHypopg);
+  if (fromSetup !== undefined) return join(setupDir, fromSetup);
+  await mkdir(scratch, { recursive: true });
+  await execa("apt-get", ["download", "postgresql-15-hypopg"], { cwd: scratch });
+  return join(scratch, (await readdir(scratch)).find(isHypopg)!);
+}
+
 describe("pgmesh-pack-extension with real Debian-built extensions", () => {
   let root: string;
   let debPath: string;
@@ -28,11 +43,7 @@ describe("pgmesh-pack-extension with real Debian-built extensions", () => {
   beforeAll(async () => {
     root = await mkdtemp(join(tmpdir(), "pgmesh-pack-"));
     await chmod(root, 0o755);
-    const debDir = join(root, "debs");
-    await execa("mkdir", ["-p", debDir]);
-    // postgresql-15-hypopg is not installed here: fetch the package file only.
-    await execa("apt-get", ["download", "postgresql-15-hypopg"], { cwd: debDir });
-    debPath = join(debDir, (await readdir(debDir)).find((f) => f.endsWith(".deb"))!);
+    debPath = await hypopgDeb(join(root, "debs"));
     h = await startExtStoreHarness("local");
     install = await createScratchInstall(join(root, "pg"));
     await removeExtension(install, "hstore"); // so only the bundle can provide it
