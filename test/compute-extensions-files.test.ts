@@ -237,7 +237,8 @@ describe("ExtensionFiles", () => {
     }
 
     it("retries a failed download with backoff and succeeds once the store is up", async () => {
-      const { files, port } = await openOnDownStore({ maxAttempts: 5 });
+      // Retries for about 12 s: the store must come up between two attempts however slow the machine.
+      const { files, port } = await openOnDownStore({ maxAttempts: 30, maxBackoffMs: 500 });
       const firstFailure = nextEvent((e) => e.type === "download_failed");
       const ensured = files.ensure("seg");
       expect(await firstFailure).toMatchObject({ extension: "seg", attempt: 1, willRetry: true });

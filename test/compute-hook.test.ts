@@ -3,7 +3,7 @@ import net from "node:net";
 import path from "node:path";
 import pg from "pg";
 import { pino } from "pino";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import {
   computeHookSettings,
   createExtensionServerRoute,
@@ -236,8 +236,13 @@ describe("compute hook", () => {
         attempt.catch(() => undefined);
         expect(await hung.firstRequest).toMatch(/^POST \/extension_server\/seg\?is_library=true HTTP\/1\.1\r\n[^]*Content-Length: 0\r\n[^]*\r\n\r\n$/);
         await withClient(async (canceller) => {
-          const { rows } = await canceller.query("SELECT wait_event_type, pg_cancel_backend(pid) AS cancelled FROM pg_stat_activity WHERE pid = $1", [pid]);
-          expect(rows).toEqual([{ wait_event_type: "Extension", cancelled: true }]);
+          // The backend enters its wait just after sending the request: it may not be there yet when the request arrives.
+          await vi.waitFor(async () => {
+            const { rows } = await canceller.query("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", [pid]);
+            expect(rows).toEqual([{ wait_event_type: "Extension" }]);
+          }, { timeout: 30_000, interval: 20 });
+          const { rows } = await canceller.query("SELECT pg_cancel_backend($1) AS cancelled", [pid]);
+          expect(rows).toEqual([{ cancelled: true }]);
         });
         await expect(attempt).rejects.toThrow("canceling statement due to user request");
       });

@@ -5,7 +5,7 @@ import * as protoLoader from "@grpc/proto-loader";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { ComputeCtlService, ComputeState, TerminateMode } from "../gen/pgmesh/computectl/v1/compute_ctl_pb.js";
+import { ComputeCtlService, ComputeState, TerminateMode, type ComputeStatus } from "../gen/pgmesh/computectl/v1/compute_ctl_pb.js";
 import { runComputeCtl, scramVerifier, type ComputeCtlHandle } from "../src/computectl/index.js";
 import { systemPgBinaries } from "../src/pg/index.js";
 import { createClientTransport } from "../src/server/index.js";
@@ -54,6 +54,18 @@ describe("ComputeCtl service", () => {
     });
     ctl = createClient(ComputeCtlService, createClientTransport({ baseUrl: handle.url, token: await keys.mint({ scope: "control_plane" }) }));
   });
+
+  /**
+   * A WatchStatus stream once the server has sent the current state: only then
+   * is the watch subscribed, so a call made after this cannot overtake it
+   * (the server verifies the two calls' tokens concurrently).
+   */
+  async function watchFromNow(): Promise<{ first: ComputeStatus; rest: AsyncIterable<{ status?: ComputeStatus }> }> {
+    const iterator = ctl.watchStatus({})[Symbol.asyncIterator]();
+    const first = await iterator.next();
+    if (first.done) throw new Error("the status stream ended before its first message");
+    return { first: first.value.status!, rest: { [Symbol.asyncIterator]: () => iterator } };
+  }
 
   afterAll(async () => {
     await handle?.close();
@@ -107,10 +119,10 @@ describe("ComputeCtl service", () => {
   });
 
   it("starts from Configure and streams every state change until running", async () => {
-    const watch = ctl.watchStatus({});
-    const seen: string[] = [];
+    const watch = await watchFromNow();
+    const seen: string[] = [watch.first.stateName];
     const untilRunning = (async () => {
-      for await (const { status } of watch) {
+      for await (const { status } of watch.rest) {
         seen.push(status!.stateName);
         if (status!.state === ComputeState.RUNNING || status!.state === ComputeState.FAILED) return status!;
       }
@@ -177,11 +189,15 @@ describe("ComputeCtl service", () => {
     const before = msOf((await ctl.getStatus({})).status!.lastActiveTime);
     const client = new pg.Client({ connectionString: handle.compute.status().connectionUri.replace("/postgres", "/app") });
     await client.connect();
-    await client.query("SELECT pg_sleep(0.1)");
-    await client.end();
-    await vi.waitFor(async () => {
-      expect(msOf((await ctl.getStatus({})).status!.lastActiveTime)).toBeGreaterThan(before);
-    }, { timeout: 30_000, interval: 20 });
+    try {
+      await client.query("SELECT pg_sleep(0.1)");
+      // Connected until the monitor has looked: a backend that is gone leaves no trace in pg_stat_activity.
+      await vi.waitFor(async () => {
+        expect(msOf((await ctl.getStatus({})).status!.lastActiveTime)).toBeGreaterThan(before);
+      }, { timeout: 30_000, interval: 20 });
+    } finally {
+      await client.end();
+    }
   });
 
   it("shows pg_stat_statements insights", async () => {
@@ -195,10 +211,10 @@ describe("ComputeCtl service", () => {
   });
 
   it("terminates fast, reports terminated and ends status streams", async () => {
-    const watch = ctl.watchStatus({});
+    const watch = await watchFromNow();
     const states = (async () => {
-      const seen: string[] = [];
-      for await (const { status } of watch) seen.push(status!.stateName);
+      const seen: string[] = [watch.first.stateName];
+      for await (const { status } of watch.rest) seen.push(status!.stateName);
       return seen;
     })();
     const postgres = handle.compute.postgres!;
