@@ -91,7 +91,11 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
     // extension files compute-ctl downloads never land in the shared bundle.
     const install = path.join(demoDir, "install");
     await rm(install, { recursive: true, force: true });
-    await execa("cp", ["-al", path.join(options.bundleDir, "v15"), install]);
+    await execa("cp", ["-al", path.join(options.bundleDir, "v15"), install]).catch(async () => {
+      // Hard links need one filesystem: a --dir elsewhere than the bundle gets a plain copy.
+      await rm(install, { recursive: true, force: true });
+      await execa("cp", ["-a", path.join(options.bundleDir, "v15"), install]);
+    });
 
     const specFile = path.join(demoDir, "spec.json");
     await writeFile(specFile, JSON.stringify(demoComputeSpec({
