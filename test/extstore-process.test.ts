@@ -7,7 +7,7 @@ import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ExtensionStoreService, ReviewDecision } from "../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
 import { createClientTransport } from "../src/server/index.js";
 import { collectDownload, sha256Of } from "./fixtures/extstore/extstore-harness.js";
@@ -15,6 +15,9 @@ import { createTestKeys, type TestKeys } from "./helpers/test-keys.js";
 
 const storeBinary = resolve("dist/cmd/extension-store.js");
 const packBinary = resolve("dist/cmd/pgmesh-pack-extension.js");
+
+/** Stores this file spawned that have not exited: a failed test must not leave one behind. */
+const running = new Set<ChildProcess>();
 
 interface StoreProcess {
   readonly child: ChildProcess;
@@ -28,6 +31,8 @@ async function spawnStore(args: string[]): Promise<StoreProcess> {
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
     child.once("exit", (code, signal) => done({ code, signal })),
   );
+  running.add(child);
+  void exited.then(() => running.delete(child));
   let output = "";
   child.stderr!.on("data", (data: Buffer) => (output += data.toString()));
   const url = await new Promise<string>((done, fail) => {
@@ -52,6 +57,12 @@ describe("extension-store and pgmesh-pack-extension processes", () => {
     }
     keys = await createTestKeys();
     work = await mkdtemp(join(tmpdir(), "pgmesh-extstore-proc-"));
+  });
+  afterEach(async () => {
+    for (const child of running) {
+      const exited = new Promise((done) => child.once("exit", done));
+      if (child.kill("SIGKILL")) await exited;
+    }
   });
   afterAll(async () => {
     await keys?.remove();
