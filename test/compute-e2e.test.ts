@@ -157,16 +157,21 @@ describe("compute end to end", () => {
     expect(files.map((f) => f.path)).toContain("pg_stat/pg_stat_statements.stat");
     await first.stop();
 
+    // Stopped before the next test: every compute here shares one PGDATA, which a new start wipes.
     const second = await startCompute();
-    const status = (await second.ctl.getStatus({})).status!;
-    expect(status.error).toBe("");
-    expect(status.startupMetrics!.savedFilesMs).toBeGreaterThanOrEqual(0n);
-    const { statements } = await second.ctl.getInsights({ limit: 1000 });
-    expect(statements.find((s) => s.query.includes(marker))).toMatchObject({ calls: 1n, database: "app", role: "alice" });
-    expect((await second.ctl.listRoles({})).roles.map((r) => r.name)).toContain("alice");
-    expect((await second.ctl.listDatabases({})).databases.map((d) => [d.name, d.owner])).toContainEqual(["app", "alice"]);
-    // Every start is fresh: the extension created before the restart is gone with the old PGDATA.
-    expect(await asAlice(second.handle, async (c) => (await c.query("SELECT extname FROM pg_extension WHERE extname = 'hstore'")).rows)).toEqual([]);
+    try {
+      const status = (await second.ctl.getStatus({})).status!;
+      expect(status.error).toBe("");
+      expect(status.startupMetrics!.savedFilesMs).toBeGreaterThanOrEqual(0n);
+      const { statements } = await second.ctl.getInsights({ limit: 1000 });
+      expect(statements.find((s) => s.query.includes(marker))).toMatchObject({ calls: 1n, database: "app", role: "alice" });
+      expect((await second.ctl.listRoles({})).roles.map((r) => r.name)).toContain("alice");
+      expect((await second.ctl.listDatabases({})).databases.map((d) => [d.name, d.owner])).toContainEqual(["app", "alice"]);
+      // Every start is fresh: the extension created before the restart is gone with the old PGDATA.
+      expect(await asAlice(second.handle, async (c) => (await c.query("SELECT extname FROM pg_extension WHERE extname = 'hstore'")).rows)).toEqual([]);
+    } finally {
+      await second.stop();
+    }
   });
 
   it("goes to failed with the reason when its Postgres crashes", async () => {
