@@ -33,7 +33,7 @@ beforeAll(async () => {
   keys = await createTestKeys();
   epufs = await startEpufsTestServer({ keys });
   const definition = protoLoader.loadSync("pgmesh/epufs/v1/epufs.proto", {
-    includeDirs: [resolve("proto")],
+    includeDirs: [resolve(import.meta.dirname, "../proto")],
     longs: String,
     defaults: true,
     oneofs: true,

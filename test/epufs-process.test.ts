@@ -14,7 +14,7 @@ import { connectErrorOf, content, endpointRef, getFile, putFile, type EpufsClien
 import { startS3rver, type S3rverHandle } from "./helpers/s3rver.js";
 import { createTestKeys, type TestKeys } from "./helpers/test-keys.js";
 
-const binary = resolve("dist/cmd/epufs.js");
+const binary = resolve(import.meta.dirname, "../dist/cmd/epufs.js");
 const ep = endpointRef("tenant1", "timeline1", "ep-one");
 const PATH = "autoprewarm.blocks";
 

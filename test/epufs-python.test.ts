@@ -27,12 +27,12 @@ beforeAll(async () => {
   });
   work = await mkdtemp(join(tmpdir(), "pgmesh-python-"));
   await run(protoc, [
-    `-I${resolve("proto")}`,
+    `-I${resolve(import.meta.dirname, "../proto")}`,
     `--python_out=${work}`,
     `--grpc_python_out=${work}`,
     `--plugin=protoc-gen-grpc_python=${grpcPythonPlugin}`,
-    resolve("proto/pgmesh/epufs/v1/epufs.proto"),
-    resolve("proto/pgmesh/common/v1/common.proto"),
+    resolve(import.meta.dirname, "../proto/pgmesh/epufs/v1/epufs.proto"),
+    resolve(import.meta.dirname, "../proto/pgmesh/common/v1/common.proto"),
   ]).catch((error: Error) => {
     throw new Error(`generating the Python client failed (apt-get install protobuf-compiler protobuf-compiler-grpc): ${error.message}`);
   });
@@ -53,7 +53,7 @@ describe("Epufs with a generated Python client", () => {
     const token = await keys.computeToken("tenant1", "timeline1", "ep-one");
     const path = "pg_stat/pg_stat_statements.stat";
     const { stdout } = await run(python, [
-      resolve("test/python/epufs_roundtrip.py"),
+      resolve(import.meta.dirname, "python/epufs_roundtrip.py"),
       work,
       new URL(epufs.url).host,
       token,

@@ -27,7 +27,7 @@ describe("ExtensionStore with the @grpc/grpc-js client", () => {
   beforeAll(async () => {
     h = await startExtStoreHarness("local");
     const definition = protoLoader.loadSync("pgmesh/extensionstore/v1/extension_store.proto", {
-      includeDirs: [resolve("proto")],
+      includeDirs: [resolve(import.meta.dirname, "../proto")],
       longs: String,
       enums: String,
       defaults: true,

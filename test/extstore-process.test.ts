@@ -13,8 +13,8 @@ import { createClientTransport } from "../src/server/index.js";
 import { collectDownload, sha256Of } from "./fixtures/extstore/extstore-harness.js";
 import { createTestKeys, type TestKeys } from "./helpers/test-keys.js";
 
-const storeBinary = resolve("dist/cmd/extension-store.js");
-const packBinary = resolve("dist/cmd/pgmesh-pack-extension.js");
+const storeBinary = resolve(import.meta.dirname, "../dist/cmd/extension-store.js");
+const packBinary = resolve(import.meta.dirname, "../dist/cmd/pgmesh-pack-extension.js");
 
 /** Stores this file spawned that have not exited: a failed test must not leave one behind. */
 const running = new Set<ChildProcess>();

@@ -107,7 +107,7 @@ export async function createScratchInstall(without: readonly string[]): Promise<
 export async function buildComputeHookInto(install: ScratchInstall): Promise<void> {
   const build = await mkdtemp(path.join(os.tmpdir(), "pgmesh-hook-build-"));
   try {
-    await cp(path.resolve("pgext/compute_hook"), build, { recursive: true, filter: (source) => !/\.(o|so|bc)$/.test(source) });
+    await cp(path.resolve(import.meta.dirname, "../../pgext/compute_hook"), build, { recursive: true, filter: (source) => !/\.(o|so|bc)$/.test(source) });
     await execa("make", ["-s", "-C", build, `PG_CONFIG=${debianBin}/pg_config`, "with_llvm=no", "install", `DESTDIR=${install.root}`]);
   } finally {
     await rm(build, { recursive: true, force: true });
