@@ -141,6 +141,16 @@ describe("token verifier", () => {
     expect((await verifier.verify(early)).scope).toBe("admin");
   });
 
+  it("refuses a token issued more than 30 s in the future, naming the signer's clock", async () => {
+    const key = newKey();
+    const signing = await signingKeyFrom(key.privateKey);
+    const verifier = createTokenVerifier(await parseVerifyKeySet(key.publicKey.export({ format: "pem", type: "spki" }) as string, "k"));
+    const ahead = await signToken(signing, { scope: "admin" }, { ttlSec: 3600, now: () => Date.now() + 120_000 });
+    const error = await verifyError(verifier.verify(ahead));
+    expect(error.failure).toBe("bad_claims");
+    expect(error.message).toMatch(/in the future; check the signer's clock/);
+  });
+
   it("refuses a claim of the wrong type", async () => {
     const key = newKey();
     const { SignJWT } = await import("jose");

@@ -40,6 +40,7 @@ export function createTokenVerifier(keySet: VerifyKeySet, options: TokenVerifier
             requiredClaims: ["exp"],
             currentDate: new Date(now()),
           });
+          refuseIssuedInFuture(payload, now(), clockTolerance);
           return toClaims(payload);
         } catch (err) {
           if (!(err instanceof errors.JWSSignatureVerificationFailed)) throw toAuthError(err);
@@ -49,6 +50,14 @@ export function createTokenVerifier(keySet: VerifyKeySet, options: TokenVerifier
       throw kid !== undefined && named === undefined ? unknownKey() : toAuthError(lastError);
     },
   };
+}
+
+/** jose checks iat only against a maximum age: a token minted by a signer whose clock runs ahead is refused here. */
+function refuseIssuedInFuture(payload: JWTPayload, nowMs: number, toleranceSec: number): void {
+  if (typeof payload.iat === "number" && payload.iat > nowMs / 1000 + toleranceSec) {
+    const issued = new Date(payload.iat * 1000).toISOString();
+    throw new AuthError("bad_claims", `token is issued at ${issued}, more than ${toleranceSec} s in the future; check the signer's clock`);
+  }
 }
 
 function readKid(token: string): string | undefined {
