@@ -91,6 +91,9 @@ async function buildWorkload(): Promise<Workload> {
   await client.query("delete from t where id = 20");
   const fourth = await pages();
   await client.end();
+  // pg_waldump reads what is written: a record inserted after the checkpoint (the bgwriter's
+  // running-xacts) may still sit in WAL buffers up to fourth.lsn until Postgres stops.
+  await postgres.stop("fast");
   const walDir = path.join(dataDir, "pg_wal");
   return {
     heap: tag(r.heaprel, 0), meta: tag(r.idxrel, 0), leaf: tag(r.idxrel, 1),
