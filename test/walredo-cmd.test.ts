@@ -10,7 +10,7 @@ import { createClientTransport } from "../src/server/index.js";
 import { processTree, stillRunning } from "./walredo-harness.js";
 import { ensureTestBundle } from "./bundle-fixture.js";
 
-const binary = resolve("dist/cmd/walredo.js");
+const binary = resolve(import.meta.dirname, "../dist/cmd/walredo.js");
 const execFileAsync = promisify(execFile);
 
 describe("walredo binary", () => {
@@ -30,7 +30,7 @@ describe("walredo binary", () => {
   });
 
   it("exits 2 naming the flag when the options cannot work", async () => {
-    const run = execFileAsync(process.execPath, [binary, "--insecure-no-auth", "--max-processes", "2", "--max-processes-per-tenant", "3"]);
+    const run = execFileAsync(process.execPath, [binary, "--insecure-no-auth", "--bundle", bundleDir, "--max-processes", "2", "--max-processes-per-tenant", "3"]);
     await expect(run).rejects.toMatchObject({ code: 2, stderr: expect.stringMatching(/maxProcessesPerTenant \(--max-processes-per-tenant\): 3 exceeds maxProcesses 2/) });
   });
 

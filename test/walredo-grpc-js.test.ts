@@ -38,7 +38,7 @@ describe("WalRedo with the @grpc/grpc-js client", () => {
     [workload, harness] = await Promise.all([runWalWorkload({ pgbenchScale: 1, pgbenchTransactions: 20 }), startWalRedoHarness({})]);
     cases = (await buildPageCases(workload)).slice(0, 40);
     const definition = protoLoader.loadSync("pgmesh/walredo/v1/walredo.proto", {
-      includeDirs: [resolve("proto")], keepCase: true, longs: String, defaults: true, oneofs: true,
+      includeDirs: [resolve(import.meta.dirname, "../proto")], keepCase: true, longs: String, defaults: true, oneofs: true,
     });
     const loaded = grpc.loadPackageDefinition(definition) as unknown as {
       pgmesh: { walredo: { v1: { WalRedoService: new (address: string, credentials: grpc.ChannelCredentials, options?: object) => GrpcClient } } };
