@@ -72,6 +72,19 @@ describe("compute hook", () => {
     }
   }
 
+  /** A session whose compute hook asks a compute-ctl that reads requests and never answers. */
+  async function withClientOfHungComputeCtl(fn: (client: pg.Client, hung: { addr: string; firstRequest: Promise<string> }) => Promise<void>): Promise<void> {
+    const hung = await startUnresponsiveServer();
+    try {
+      await withClient(async (client) => {
+        await client.query(`SET pgmesh.compute_ctl_addr = '${hung.addr}'`);
+        await fn(client, hung);
+      });
+    } finally {
+      await hung.close();
+    }
+  }
+
   async function startComputePostgres(settings: Record<string, string>, binaries = install.binaries): Promise<RunningPostgres> {
     return startPostgres({
       binaries,
@@ -198,57 +211,39 @@ describe("compute hook", () => {
   });
 
   it("gives up after pgmesh.extension_timeout_ms and leaves the session usable", async () => {
-    const hung = await startUnresponsiveServer();
-    try {
-      await withClient(async (client) => {
-        await client.query(`SET pgmesh.compute_ctl_addr = '${hung.addr}'`);
-        await client.query("SET pgmesh.extension_timeout_ms = 300");
-        await expect(client.query("CREATE EXTENSION seg")).rejects.toThrow(
-          `compute-ctl at ${hung.addr} did not make extension "seg" available within 300 ms`,
-        );
-        expect((await client.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
-      });
-    } finally {
-      await hung.close();
-    }
+    await withClientOfHungComputeCtl(async (client, hung) => {
+      await client.query("SET pgmesh.extension_timeout_ms = 300");
+      await expect(client.query("CREATE EXTENSION seg")).rejects.toThrow(
+        `compute-ctl at ${hung.addr} did not make extension "seg" available within 300 ms`,
+      );
+      expect((await client.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
+    });
   });
 
   it("stops waiting when statement_timeout fires", async () => {
-    const hung = await startUnresponsiveServer();
-    try {
-      await withClient(async (client) => {
-        await client.query(`SET pgmesh.compute_ctl_addr = '${hung.addr}'`);
-        await client.query("SET statement_timeout = 300");
-        await expect(client.query("LOAD 'seg'")).rejects.toThrow("canceling statement due to statement timeout");
-      });
-    } finally {
-      await hung.close();
-    }
+    await withClientOfHungComputeCtl(async (client) => {
+      await client.query("SET statement_timeout = 300");
+      await expect(client.query("LOAD 'seg'")).rejects.toThrow("canceling statement due to statement timeout");
+    });
   });
 
   it("sends a plain HTTP/1.1 POST, waits as wait event Extension, and stops waiting on query cancel", async () => {
-    const hung = await startUnresponsiveServer();
-    try {
-      await withClient(async (waiting) => {
-        const pid = (await waiting.query("SELECT pg_backend_pid() AS pid")).rows[0].pid;
-        await waiting.query(`SET pgmesh.compute_ctl_addr = '${hung.addr}'`);
-        const attempt = waiting.query("LOAD '$libdir/seg'");
-        attempt.catch(() => undefined);
-        expect(await hung.firstRequest).toMatch(/^POST \/extension_server\/seg\?is_library=true HTTP\/1\.1\r\n[^]*Content-Length: 0\r\n[^]*\r\n\r\n$/);
-        await withClient(async (canceller) => {
-          // The backend enters its wait just after sending the request: it may not be there yet when the request arrives.
-          await vi.waitFor(async () => {
-            const { rows } = await canceller.query("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", [pid]);
-            expect(rows).toEqual([{ wait_event_type: "Extension" }]);
-          }, { timeout: 30_000, interval: 20 });
-          const { rows } = await canceller.query("SELECT pg_cancel_backend($1) AS cancelled", [pid]);
-          expect(rows).toEqual([{ cancelled: true }]);
-        });
-        await expect(attempt).rejects.toThrow("canceling statement due to user request");
+    await withClientOfHungComputeCtl(async (waiting, hung) => {
+      const pid = (await waiting.query("SELECT pg_backend_pid() AS pid")).rows[0].pid;
+      const attempt = waiting.query("LOAD '$libdir/seg'");
+      attempt.catch(() => undefined);
+      expect(await hung.firstRequest).toMatch(/^POST \/extension_server\/seg\?is_library=true HTTP\/1\.1\r\n[^]*Content-Length: 0\r\n[^]*\r\n\r\n$/);
+      await withClient(async (canceller) => {
+        // The backend enters its wait just after sending the request: it may not be there yet when the request arrives.
+        await vi.waitFor(async () => {
+          const { rows } = await canceller.query("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", [pid]);
+          expect(rows).toEqual([{ wait_event_type: "Extension" }]);
+        }, { timeout: 30_000, interval: 20 });
+        const { rows } = await canceller.query("SELECT pg_cancel_backend($1) AS cancelled", [pid]);
+        expect(rows).toEqual([{ cancelled: true }]);
       });
-    } finally {
-      await hung.close();
-    }
+      await expect(attempt).rejects.toThrow("canceling statement due to user request");
+    });
   });
 
   it("lets only superusers change pgmesh.compute_ctl_addr, and only to host:port", async () => {
