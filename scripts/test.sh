@@ -9,10 +9,6 @@ set +e
 npx vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@"
 status=$?
 set -e
-# One plain closing line, whatever the reporter printed above it.
-node -e '
-  const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-  const skipped = r.numPendingTests + r.numTodoTests;
-  console.log(`vitest: ${r.numPassedTests} passed, ${r.numFailedTests} failed` + (skipped ? `, ${skipped} skipped` : ""));
-' "$report" || true
+# Plain closing lines, whatever the reporter printed above them: a file that failed outside its tests counts as failed.
+node dist/test/report/print-vitest-summary.js "$report" "$status"
 exit $status
