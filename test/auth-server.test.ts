@@ -1,4 +1,8 @@
 import { generateKeyPairSync } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { Code, createClient, type Client, type ServiceImpl } from "@connectrpc/connect";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -10,6 +14,7 @@ import { callFailure } from "./helpers/call-failure.js";
 import { createTestKeys, type TestKeys } from "./helpers/test-keys.js";
 import { startTestServer } from "./helpers/test-server.js";
 
+const protoDir = fileURLToPath(new URL("../proto", import.meta.url));
 const endpoint = { tenantId: "t1", timelineId: "tl1", endpointId: "e1" };
 
 /** ListFiles answers with the call's claims (JSON) after an endpoint check; DeleteTenant and DeleteTimeline are public. */
@@ -90,6 +95,66 @@ describe("auth interceptor", () => {
     const err = await callFailure(epufs(server, "not-a-jwt").listFiles({ endpoint }));
     expect(err.code).toBe(Code.Unauthenticated);
     expect(err.rawMessage).toContain("not a JWT");
+  });
+
+  describe("an oversized bearer token", () => {
+    const tokenOf = (bytes: number) => "a".repeat(bytes);
+    const sizeLimit = (bytes: number) => `bearer token of ${bytes} bytes is over the limit of 8192 bytes (8 KiB)`;
+    /** Node's HTTP/2 (nghttp2) cannot decode one header field much over 100 KiB: it ends the connection. */
+    const largestHttp2Header = 100 * 1024;
+
+    it("is refused with UNAUTHENTICATED naming the size limit, over HTTP/2", async () => {
+      const transport = createGrpcTransport({
+        baseUrl: server.url,
+        // Node's HTTP/2 client sends at most 64 KiB of headers unless told otherwise.
+        sessionManager: new Http2SessionManager(server.url, undefined, { maxSendHeaderBlockLength: 1024 * 1024 }),
+        interceptors: [
+          (next) => (req) => {
+            req.header.set("authorization", `Bearer ${tokenOf(largestHttp2Header)}`);
+            return next(req);
+          },
+        ],
+      });
+      const err = await callFailure(createClient(EpufsService, transport).listFiles({ endpoint }));
+      expect(Code[err.code], err.rawMessage).toBe("Unauthenticated");
+      expect(err.rawMessage).toBe(sizeLimit(largestHttp2Header));
+    });
+
+    it("is refused with UNAUTHENTICATED naming the size limit at 1 MiB, over HTTP/1.1", async () => {
+      const res = await fetch(`${server.url}/pgmesh.epufs.v1.EpufsService/ListFiles`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${tokenOf(1024 * 1024)}` },
+        body: JSON.stringify({ endpoint }),
+      });
+      expect(res.status).toBe(401);
+      expect(await res.json()).toEqual({ code: "unauthenticated", message: sizeLimit(1024 * 1024) });
+    });
+
+    it("is not sent by pgmesh's client transport, which answers UNAUTHENTICATED naming the limit", async () => {
+      const err = await callFailure(epufs(server, tokenOf(1024 * 1024)).listFiles({ endpoint }));
+      expect(Code[err.code]).toBe("Unauthenticated");
+      expect(err.rawMessage).toBe(sizeLimit(1024 * 1024));
+    });
+
+    it("is refused with UNAUTHENTICATED naming the size limit, to a @grpc/grpc-js client", async () => {
+      const definition = protoLoader.loadSync(["pgmesh/epufs/v1/epufs.proto"], { includeDirs: [protoDir], keepCase: true });
+      const loaded = grpc.loadPackageDefinition(definition) as unknown as {
+        pgmesh: { epufs: { v1: { EpufsService: grpc.ServiceClientConstructor } } };
+      };
+      const client = new loaded.pgmesh.epufs.v1.EpufsService(`127.0.0.1:${server.address.port}`, grpc.credentials.createInsecure());
+      const metadata = new grpc.Metadata();
+      metadata.set("authorization", `Bearer ${tokenOf(largestHttp2Header)}`);
+      try {
+        const err = await new Promise<grpc.ServiceError>((resolve, reject) =>
+          (client as unknown as Record<string, (r: object, m: grpc.Metadata, cb: (e: grpc.ServiceError | null) => void) => void>)
+            .ListFiles!({ endpoint }, metadata, (e) => (e ? resolve(e) : reject(new Error("the call succeeded")))),
+        );
+        expect(grpc.status[err.code]).toBe("UNAUTHENTICATED");
+        expect(err.details).toBe(sizeLimit(largestHttp2Header));
+      } finally {
+        client.close();
+      }
+    });
   });
 
   it("refuses a token expired longer ago than the 30 s clock skew", async () => {

@@ -1,4 +1,5 @@
 import { access, copyFile, mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { connect } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -381,6 +382,20 @@ describe("extension_server route", () => {
     const res = await post("/extension_server/..%2Fetc");
     expect(res.status).toBe(400);
     expect(await res.text()).toMatch(/^extension name "..\/etc" is not valid/);
+  });
+
+  it("answers 400 to a request target that is not a URL, before any route parses it", async () => {
+    const status = await new Promise<string>((resolve, reject) => {
+      const socket = connect(server.address.port, "127.0.0.1", () => {
+        socket.end("POST http://compute:99999/extension_server/pg_trgm HTTP/1.1\r\nhost: compute\r\ncontent-length: 0\r\n\r\n");
+      });
+      let text = "";
+      socket.setEncoding("utf8");
+      socket.on("data", (chunk: string) => (text += chunk));
+      socket.on("end", () => resolve(text.split("\r\n")[0]!));
+      socket.on("error", reject);
+    });
+    expect(status).toBe("HTTP/1.1 400 Bad Request");
   });
 
   it("answers 405 to anything but POST", async () => {

@@ -194,3 +194,23 @@ describe.each(["local directory", "S3 (s3rver)"])("Epufs HTTP routes over %s", (
     });
   });
 });
+
+describe("Epufs HTTP routes and bad percent-encoding", () => {
+  let epufs: EpufsTestServer;
+
+  beforeEach(async () => {
+    epufs = await startEpufsTestServer({ keys });
+  });
+  afterEach(() => epufs.close());
+
+  it.each([
+    ["DELETE", "/tenants/%ff"],
+    ["DELETE", "/tenants/%c0%ae"],
+    ["DELETE", `/tenants/${T}/timelines/%E0%A4%A`],
+    ["GET", `${base}/pgdata/pg_stat/%ff.stat`],
+  ])("answers 400 naming the bad segment for %s %s, even without a token", async (method, path) => {
+    const refused = await http(epufs.url, method, path);
+    expect(refused.status).toBe(400);
+    expect(refused.json()).toMatchObject({ code: "invalid_argument", message: expect.stringContaining("percent-encoding") });
+  });
+});

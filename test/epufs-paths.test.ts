@@ -1,6 +1,7 @@
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { compileEpufsOptions, EpufsOptionsError } from "../src/epufs/index.js";
+import { quoteInput } from "../src/errors/index.js";
 import { connectErrorOf, content, endpointRef, getFile, putFile, type EpufsClient } from "./helpers/epufs-calls.js";
 import { startEpufsTestServer, type EpufsTestServer } from "./helpers/epufs-server.js";
 
@@ -36,7 +37,7 @@ describe("Epufs paths", () => {
   ])("refuses to store %j: INVALID_ARGUMENT", async (path, reason) => {
     const error = await connectErrorOf(putFile(client, ep, path, content(10, 1)));
     expect(error.code).toBe(Code.InvalidArgument);
-    expect(error.rawMessage).toBe(`path ${JSON.stringify(path)} ${reason}`);
+    expect(error.rawMessage).toBe(`path ${quoteInput(path)} ${reason}`);
     expect((await epufs.store.list("")).items).toEqual([]);
   });
 

@@ -2,6 +2,7 @@
 export type AuthFailure =
   | "missing"
   | "malformed"
+  | "too_large"
   | "expired"
   | "bad_signature"
   | "unknown_key"

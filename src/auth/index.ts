@@ -18,6 +18,12 @@ export {
   type SigningKey,
   type TokenClaims,
 } from "./token-signer.js";
-export { createTokenVerifier, type TokenVerifier, type TokenVerifierOptions } from "./token-verifier.js";
+export {
+  checkBearerTokenSize,
+  createTokenVerifier,
+  maxBearerTokenBytes,
+  type TokenVerifier,
+  type TokenVerifierOptions,
+} from "./token-verifier.js";
 export { loadVerifyKeySet, parseVerifyKeySet, type VerifyKey, type VerifyKeySet } from "./verify-key-set.js";
 export { runTokenCommand } from "./token-command.js";

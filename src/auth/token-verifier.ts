@@ -17,6 +17,17 @@ export interface TokenVerifierOptions {
 
 const algorithms = ["EdDSA", "Ed25519"];
 
+/** Longest bearer token accepted, in bytes: pgmesh's tokens are a few hundred. */
+export const maxBearerTokenBytes = 8 * 1024;
+
+/** Throws AuthError "too_large" for a token over maxBearerTokenBytes: servers refuse it, clients do not send it. */
+export function checkBearerTokenSize(token: string): void {
+  const tokenBytes = Buffer.byteLength(token);
+  if (tokenBytes > maxBearerTokenBytes) {
+    throw new AuthError("too_large", `bearer token of ${tokenBytes} bytes is over the limit of ${maxBearerTokenBytes} bytes (8 KiB)`);
+  }
+}
+
 export function createTokenVerifier(keySet: VerifyKeySet, options: TokenVerifierOptions = {}): TokenVerifier {
   const clockTolerance = options.clockToleranceSec ?? 30;
   const now = options.now ?? Date.now;
@@ -24,6 +35,7 @@ export function createTokenVerifier(keySet: VerifyKeySet, options: TokenVerifier
 
   return {
     async verify(token: string): Promise<Claims> {
+      checkBearerTokenSize(token);
       const kid = readKid(token);
       const named = kid === undefined ? undefined : byKid.get(kid);
       // A token names its key by kid; keys without a kid of their own (PEM) are tried in turn.

@@ -1,3 +1,5 @@
+import { quoteInput } from "../errors/index.js";
+
 /** Base class of every error a blob store throws on purpose. */
 export class BlobError extends Error {
   constructor(message: string, options?: ErrorOptions) {
@@ -12,14 +14,14 @@ export class BlobInvalidKeyError extends BlobError {
     readonly key: string,
     readonly reason: string,
   ) {
-    super(`invalid blob key ${JSON.stringify(key)}: ${reason}`);
+    super(`invalid blob key ${quoteInput(key)}: ${reason}`);
   }
 }
 
 /** get() of a key that does not exist. */
 export class BlobNotFoundError extends BlobError {
   constructor(readonly key: string) {
-    super(`blob ${JSON.stringify(key)} does not exist`);
+    super(`blob ${quoteInput(key)} does not exist`);
   }
 }
 
@@ -33,8 +35,8 @@ export class BlobTooLargeError extends BlobError {
   ) {
     super(
       declaredBytes === undefined
-        ? `blob ${JSON.stringify(key)} is larger than ${maxBytes} bytes, the limit; nothing was stored`
-        : `blob ${JSON.stringify(key)} is declared as ${declaredBytes} bytes, over the limit of ${maxBytes} bytes; nothing was stored`,
+        ? `blob ${quoteInput(key)} is larger than ${maxBytes} bytes, the limit; nothing was stored`
+        : `blob ${quoteInput(key)} is declared as ${declaredBytes} bytes, over the limit of ${maxBytes} bytes; nothing was stored`,
     );
   }
 }
@@ -47,7 +49,7 @@ export class BlobSizeMismatchError extends BlobError {
     readonly actualBytes: number,
   ) {
     super(
-      `blob ${JSON.stringify(key)} was announced as ${expectedBytes} bytes but ${actualBytes} arrived; nothing was stored`,
+      `blob ${quoteInput(key)} was announced as ${expectedBytes} bytes but ${actualBytes} arrived; nothing was stored`,
     );
   }
 }
@@ -58,7 +60,7 @@ export class BlobPutCancelledError extends BlobError {
     readonly key: string,
     cause?: unknown,
   ) {
-    super(`put of blob ${JSON.stringify(key)} was cancelled; nothing was stored`, { cause });
+    super(`put of blob ${quoteInput(key)} was cancelled; nothing was stored`, { cause });
   }
 }
 
@@ -66,7 +68,7 @@ export class BlobPutCancelledError extends BlobError {
 export class BlobInvalidPageTokenError extends BlobError {
   constructor(readonly pageToken: string) {
     super(
-      `page token ${JSON.stringify(pageToken)} is not valid for this listing; pass the next_page_token of the previous page unchanged, or none to start over`,
+      `page token ${quoteInput(pageToken)} is not valid for this listing; pass the next_page_token of the previous page unchanged, or none to start over`,
     );
   }
 }
@@ -80,7 +82,7 @@ export class BlobKeyConflictError extends BlobError {
     readonly key: string,
     readonly reason: string,
   ) {
-    super(`blob ${JSON.stringify(key)} cannot be stored: ${reason}`);
+    super(`blob ${quoteInput(key)} cannot be stored: ${reason}`);
   }
 }
 
@@ -91,7 +93,7 @@ export class BlobIntegrityError extends BlobError {
     readonly reason: string,
     options?: ErrorOptions,
   ) {
-    super(`blob ${JSON.stringify(key)} was read back corrupt (${reason}); retry the read`, options);
+    super(`blob ${quoteInput(key)} was read back corrupt (${reason}); retry the read`, options);
   }
 }
 
@@ -102,7 +104,7 @@ export class BlobStoreUrlError extends BlobError {
     readonly reason: string,
   ) {
     super(
-      `storage URL ${JSON.stringify(url)} is not usable: ${reason}; use file:///absolute/dir or s3://bucket/prefix`,
+      `storage URL ${quoteInput(url)} is not usable: ${reason}; use file:///absolute/dir or s3://bucket/prefix`,
     );
   }
 }

@@ -27,6 +27,7 @@ import type {
 import { listAllPages } from "./list-all-pages.js";
 import { decodePageToken, effectivePageSize, encodePageToken } from "./page-token.js";
 import { writeSpoolFile } from "./spool-file.js";
+import { quoteInput } from "../errors/index.js";
 
 export interface CompiledS3BlobStoreOptions {
   readonly bucket: string;
@@ -184,7 +185,7 @@ export class S3BlobStore implements BlobStore {
         if (failed.length > 0) {
           const first = failed[0]!;
           throw new BlobError(
-            `deleting ${failed.length} objects under ${JSON.stringify(prefix)} failed, first ${JSON.stringify(first.Key)}: ${first.Code} ${first.Message}`,
+            `deleting ${failed.length} objects under ${quoteInput(prefix)} failed, first ${quoteInput(first.Key ?? "")}: ${first.Code} ${first.Message}`,
           );
         }
         objects += page.items.length;

@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { quoteInput } from "../errors/index.js";
 
 /** One endpoint, with validated ids. */
 export interface EndpointIds {
@@ -16,7 +17,7 @@ export function validateId(field: string, value: string): string {
     throw new ConnectError(
       value === ""
         ? `${field} is missing`
-        : `${field} ${JSON.stringify(value)} is not valid: use 1 to 64 letters, digits, "_" or "-"`,
+        : `${field} ${quoteInput(value)} is not valid: use 1 to 64 letters, digits, "_" or "-"`,
       Code.InvalidArgument,
     );
   }

@@ -4,6 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { AuthError, type Claims } from "../auth/index.js";
 import type { ServerAuth } from "../server/index.js";
 import type { DeletedFiles, EndpointRefInput, Epufs, EpufsFileInfo } from "./epufs.js";
+import { quoteInput } from "../errors/index.js";
 
 type Request = IncomingMessage | Http2ServerRequest;
 type Response = ServerResponse | Http2ServerResponse;
@@ -49,7 +50,14 @@ export function createEpufsHttpRoutes(epufs: Epufs, auth: EpufsHttpAuth) {
   return async (req: Request, res: Response): Promise<boolean> => {
     const pathname = (req.url ?? "/").split("?")[0]!;
     if (!pathname.startsWith("/tenants/")) return false;
-    const route = matchRoute(req.method ?? "GET", pathname);
+    let route;
+    try {
+      route = matchRoute(req.method ?? "GET", pathname);
+    } catch (error) {
+      // Bad percent-encoding in the path: refused before auth, as no route can take it.
+      sendError(res, error);
+      return true;
+    }
     if (route === undefined) return false;
     const abort = new AbortController();
     res.once("close", () => abort.abort(new ConnectError("the client closed the request", Code.Canceled)));
@@ -151,7 +159,7 @@ export function createEpufsHttpRoutes(epufs: Epufs, auth: EpufsHttpAuth) {
     const length = headerOf(req, "content-length");
     const size = length === undefined ? undefined : Number(length);
     if (size !== undefined && !Number.isSafeInteger(size)) {
-      throw new ConnectError(`content-length ${JSON.stringify(length)} is not a number of bytes`, Code.InvalidArgument);
+      throw new ConnectError(`content-length ${quoteInput(length ?? "")} is not a number of bytes`, Code.InvalidArgument);
     }
     const info = await epufs.putFile(
       claims,
@@ -185,7 +193,7 @@ function decodeAll(parts: string[]): string[] {
     try {
       return decodeURIComponent(part);
     } catch {
-      throw new ConnectError(`${JSON.stringify(part)} is not valid percent-encoding`, Code.InvalidArgument);
+      throw new ConnectError(`${quoteInput(part)} is not valid percent-encoding`, Code.InvalidArgument);
     }
   });
 }

@@ -15,6 +15,7 @@ import type { CompiledEpufsOptions } from "./epufs-options.js";
 import { formatBytes } from "./format-bytes.js";
 import { KeyedMutex } from "./keyed-mutex.js";
 import { validatePgdataPath } from "./pgdata-path.js";
+import { quoteInput } from "../errors/index.js";
 
 /** One stored file, as every transport reports it. */
 export interface EpufsFileInfo {
@@ -84,7 +85,7 @@ export class Epufs {
     const { allowedPaths, maxFileBytes } = this.options;
     if (!allowedPaths.allows(path)) {
       throw new ConnectError(
-        `path ${JSON.stringify(path)} is not on the allow-list (${allowedPaths.patterns.join(", ")}); only these files may be stored (--allowed-paths)`,
+        `path ${quoteInput(path)} is not on the allow-list (${allowedPaths.patterns.join(", ")}); only these files may be stored (--allowed-paths)`,
         Code.FailedPrecondition,
       );
     }
@@ -237,7 +238,7 @@ export class Epufs {
     const limit = formatBytes(this.options.maxFileBytes);
     const what = size === undefined ? `is larger than ${limit}` : `is ${formatBytes(size)}`;
     return new ConnectError(
-      `file ${JSON.stringify(path)} ${what}; the limit is ${limit} (--max-file-bytes); nothing was stored`,
+      `file ${quoteInput(path)} ${what}; the limit is ${limit} (--max-file-bytes); nothing was stored`,
       Code.ResourceExhausted,
     );
   }
@@ -246,7 +247,7 @@ export class Epufs {
     const quota = formatBytes(this.options.endpointQuotaBytes);
     const what = size === undefined ? "does not fit" : `(${formatBytes(size)}) does not fit`;
     return new ConnectError(
-      `file ${JSON.stringify(path)} ${what} in endpoint ${describeEndpoint(ids)}'s quota of ${quota}: its other files take ${formatBytes(othersBytes)} (--endpoint-quota-bytes); nothing was stored`,
+      `file ${quoteInput(path)} ${what} in endpoint ${describeEndpoint(ids)}'s quota of ${quota}: its other files take ${formatBytes(othersBytes)} (--endpoint-quota-bytes); nothing was stored`,
       Code.ResourceExhausted,
     );
   }
@@ -269,5 +270,5 @@ function toFileInfo(path: string, info: BlobInfo): EpufsFileInfo {
 }
 
 function fileNotFound(ids: EndpointIds, path: string): ConnectError {
-  return new ConnectError(`file ${JSON.stringify(path)} of endpoint ${describeEndpoint(ids)} does not exist`, Code.NotFound);
+  return new ConnectError(`file ${quoteInput(path)} of endpoint ${describeEndpoint(ids)} does not exist`, Code.NotFound);
 }

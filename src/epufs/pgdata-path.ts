@@ -1,5 +1,6 @@
 import { posix } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { quoteInput } from "../errors/index.js";
 
 /** Longest path accepted, in UTF-8 bytes; keeps the whole object key under S3's 1024. */
 export const maxPgdataPathBytes = 512;
@@ -24,13 +25,13 @@ export function pgdataPathProblem(path: string): string | undefined {
     const resolved = posix.normalize(path);
     return resolved === ".." || resolved.startsWith("../")
       ? "escapes PGDATA"
-      : `is not normalised (has a ".." segment); use ${JSON.stringify(resolved)}`;
+      : `is not normalised (has a ".." segment); use ${quoteInput(resolved)}`;
   }
   if (segments.some((segment) => segment === "" || segment === ".")) {
     const normalised = posix.normalize(path).replace(/\/+$/, "");
     return normalised === "" || normalised === "."
       ? "names PGDATA itself, not a file in it"
-      : `is not normalised (empty or "." segments, or a trailing "/"); use ${JSON.stringify(normalised)}`;
+      : `is not normalised (empty or "." segments, or a trailing "/"); use ${quoteInput(normalised)}`;
   }
   if (segments.some((segment) => Buffer.byteLength(segment) > maxSegmentBytes)) {
     return `has a segment longer than ${maxSegmentBytes} bytes`;
@@ -41,7 +42,7 @@ export function pgdataPathProblem(path: string): string | undefined {
 /** INVALID_ARGUMENT unless `path` is a normalised path inside PGDATA. */
 export function validatePgdataPath(path: string): string {
   const problem = pgdataPathProblem(path);
-  if (problem) throw new ConnectError(`path ${JSON.stringify(path)} ${problem}`, Code.InvalidArgument);
+  if (problem) throw new ConnectError(`path ${quoteInput(path)} ${problem}`, Code.InvalidArgument);
   return path;
 }
 

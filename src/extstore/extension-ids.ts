@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { quoteInput } from "../errors/index.js";
 
 const extensionName = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const sha256Hex = /^[0-9a-f]{64}$/;
@@ -8,7 +9,7 @@ const tenantId = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 export function checkExtensionName(name: string, field = "name"): string {
   if (!extensionName.test(name)) {
     throw new ConnectError(
-      `${field} ${JSON.stringify(name)} is not a valid extension name; use 1-63 lowercase letters, digits, "_" and "-", starting with a letter or digit`,
+      `${field} ${quoteInput(name)} is not a valid extension name; use 1-63 lowercase letters, digits, "_" and "-", starting with a letter or digit`,
       Code.InvalidArgument,
     );
   }
@@ -19,7 +20,7 @@ export function checkExtensionName(name: string, field = "name"): string {
 export function checkSha256(sha256: string, field = "sha256"): string {
   if (!sha256Hex.test(sha256)) {
     throw new ConnectError(
-      `${field} ${JSON.stringify(sha256)} is not a sha256; give 64 lowercase hex digits`,
+      `${field} ${quoteInput(sha256)} is not a sha256; give 64 lowercase hex digits`,
       Code.InvalidArgument,
     );
   }
@@ -30,7 +31,7 @@ export function checkSha256(sha256: string, field = "sha256"): string {
 export function checkTenantId(id: string, field = "tenant_id"): string {
   if (!tenantId.test(id)) {
     throw new ConnectError(
-      `${field} ${JSON.stringify(id)} is not a valid tenant id; use 1-128 letters, digits, "_", "." and "-", starting with a letter or digit`,
+      `${field} ${quoteInput(id)} is not a valid tenant id; use 1-128 letters, digits, "_", "." and "-", starting with a letter or digit`,
       Code.InvalidArgument,
     );
   }

@@ -1,3 +1,5 @@
+import { quoteInput } from "../errors/index.js";
+
 /** Why a bundle was refused: a malformed or unsafe tar, or one over a size limit. */
 export type BundleRejection = "invalid" | "too_large";
 
@@ -13,6 +15,6 @@ export class BundleRejectedError extends Error {
     readonly entry: string | undefined,
     readonly reason: string,
   ) {
-    super(entry === undefined ? `bundle refused: ${reason}` : `bundle entry ${JSON.stringify(entry)} refused: ${reason}`);
+    super(entry === undefined ? `bundle refused: ${reason}` : `bundle entry ${quoteInput(entry)} refused: ${reason}`);
   }
 }

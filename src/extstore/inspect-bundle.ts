@@ -2,6 +2,7 @@ import { once } from "node:events";
 import * as tar from "tar-stream";
 import { classifyBundleEntry } from "./bundle-entry-rules.js";
 import { BundleRejectedError } from "./extension-store-errors.js";
+import { quoteInput } from "../errors/index.js";
 
 /** Size limits a bundle is checked against. */
 export interface BundleLimits {
@@ -151,7 +152,7 @@ function checkType(header: tar.Header): void {
       throw new BundleRejectedError(
         "invalid",
         header.name,
-        `it is a ${header.type === "link" ? "hard link" : "symbolic link"} to ${JSON.stringify(header.linkname)}; bundles hold regular files and directories only (pack the target's content instead)`,
+        `it is a ${header.type === "link" ? "hard link" : "symbolic link"} to ${quoteInput(header.linkname)}; bundles hold regular files and directories only (pack the target's content instead)`,
       );
     default:
       throw new BundleRejectedError(
@@ -180,7 +181,7 @@ function checkNotSeen(seen: SeenPaths, name: string, path: string, isDirectory: 
   for (let i = 1; i < segments.length; i += 1) {
     const parent = segments.slice(0, i).join("/");
     if (seen.kinds.get(parent) === "file") {
-      throw new BundleRejectedError("invalid", name, `its parent ${JSON.stringify(parent)} is a file in the bundle`);
+      throw new BundleRejectedError("invalid", name, `its parent ${quoteInput(parent)} is a file in the bundle`);
     }
     seen.kinds.set(parent, "directory");
   }

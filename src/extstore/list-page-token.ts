@@ -1,5 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { CatalogEntry } from "./stored-records.js";
+import { quoteInput } from "../errors/index.js";
 
 /** Where a ListExtensions page ended: the last entry's sort key. */
 interface ListPosition {
@@ -35,7 +36,7 @@ export function decodeListPageToken(token: string): ListPosition | undefined {
     // fall through
   }
   throw new ConnectError(
-    `page_token ${JSON.stringify(token)} is not one this store issued; pass next_page_token unchanged, or none to start over`,
+    `page_token ${quoteInput(token)} is not one this store issued; pass next_page_token unchanged, or none to start over`,
     Code.InvalidArgument,
   );
 }

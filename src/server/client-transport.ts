@@ -1,5 +1,6 @@
 import type { ClientHttp2Session } from "node:http2";
-import type { Interceptor, Transport } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor, type Transport } from "@connectrpc/connect";
+import { AuthError, checkBearerTokenSize } from "../auth/index.js";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { checkHttp2WindowBytes, defaultHttp2WindowBytes } from "./http2-window.js";
 
@@ -31,7 +32,15 @@ export function createClientTransport(options: ClientTransportOptions): Transpor
   const interceptors: Interceptor[] = [...(options.interceptors ?? [])];
   if (token !== undefined) {
     interceptors.push((next) => async (req) => {
-      req.header.set("authorization", `Bearer ${typeof token === "string" ? token : await token()}`);
+      const value = typeof token === "string" ? token : await token();
+      try {
+        checkBearerTokenSize(value);
+      } catch (err) {
+        // Refused here, as servers would: over HTTP/2 a header past ~128 KiB ends the whole connection.
+        if (err instanceof AuthError) throw new ConnectError(err.message, Code.Unauthenticated);
+        throw err;
+      }
+      req.header.set("authorization", `Bearer ${value}`);
       return next(req);
     });
   }

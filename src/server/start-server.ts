@@ -17,6 +17,7 @@ import { createLogInterceptor } from "./log-interceptor.js";
 import { sniffProtocol } from "./protocol-sniffer.js";
 import { createReflectionV1, createReflectionV1alpha } from "./reflection-service.js";
 import { compileServerOptions, type ServerOptions } from "./server-options.js";
+import { quoteInput } from "../errors/index.js";
 
 /** A running server. */
 export interface ServerHandle {
@@ -38,6 +39,14 @@ type AnyResponse = ServerResponse | Http2ServerResponse;
 
 /** How long a new connection may take to send its first bytes. */
 const firstBytesTimeoutMs = 30_000;
+
+/**
+ * Largest HTTP/1.1 request header section accepted, in bytes (Node's default is 16 KiB): an
+ * oversized bearer token reaches the auth layer and is refused with its own limit, not a bare 431.
+ * (Over HTTP/2, Node's HPACK decoder takes one header field up to ~128 KiB and ends the
+ * connection beyond that; pgmesh's own client transport never sends such a token.)
+ */
+const maxHttp1HeaderBytes = 2 * 1024 * 1024;
 
 /** How long connections get to send their last bytes (responses, aborted calls' errors) before they are cut. */
 const flushMs = 2_000;
@@ -89,6 +98,12 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
   });
 
   async function serveFallback(req: AnyRequest, res: AnyResponse): Promise<void> {
+    if (!URL.canParse(req.url ?? "/", "http://localhost")) {
+      // Routes parse the target as a URL; one that is not (e.g. "http://host:99999/x") is the client's error.
+      res.writeHead(400, { "content-type": "text/plain; charset=utf-8" });
+      res.end(`the request target ${quoteInput(req.url ?? "")} is not a valid URL path\n`);
+      return;
+    }
     try {
       if (opts.fallback && (await opts.fallback(req, res))) return;
       if (!res.headersSent) {
@@ -109,7 +124,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
   const tracker = new ConnectionTracker();
   const track = tracker.track(handler);
 
-  const http1 = createHttp1Server({ requestTimeout: 0 }, track);
+  const http1 = createHttp1Server({ requestTimeout: 0, maxHeaderSize: maxHttp1HeaderBytes }, track);
   // maxSessionMemory (MB): several concurrent streams of 1 MiB chunks fit without ENHANCE_YOUR_CALM resets.
   // The stream window (SETTINGS) and the connection window (WINDOW_UPDATE on stream 0) are both widened, so
   // byte streams do not wait on WINDOW_UPDATE round trips; the connection window bounds what one client can buffer.

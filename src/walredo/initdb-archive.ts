@@ -7,6 +7,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { execa } from "execa";
 import tar from "tar-stream";
 import { chownTree, outputTail, pgProgram, runAsPrefix, systemPgBinaries, type OsUser } from "../pg/index.js";
+import { quoteInput } from "../errors/index.js";
 
 export interface InitdbArchiveOptions {
   /** Bundle directory; undefined runs the system's binaries (/usr/lib/postgresql/<major>/bin). */
@@ -34,10 +35,10 @@ function invalid(message: string): ConnectError {
 /** INVALID_ARGUMENT for a superuser, locale or encoding initdb must not see. */
 export function checkInitdbParameters(superuser: string, locale: string, encoding: string): void {
   if (!SUPERUSER.test(superuser) || superuser.toLowerCase().startsWith("pg_")) {
-    throw invalid(`superuser ${JSON.stringify(superuser.slice(0, 80))} is not a valid role name; use a letter or _ then up to 62 letters, digits or _, not starting with pg_`);
+    throw invalid(`superuser ${quoteInput(superuser)} is not a valid role name; use a letter or _ then up to 62 letters, digits or _, not starting with pg_`);
   }
-  if (!LOCALE.test(locale)) throw invalid(`locale ${JSON.stringify(locale.slice(0, 80))} is not a locale name (e.g. C.UTF-8, en_US.UTF-8)`);
-  if (!ENCODING.test(encoding)) throw invalid(`encoding ${JSON.stringify(encoding.slice(0, 80))} is not an encoding name (e.g. UTF8)`);
+  if (!LOCALE.test(locale)) throw invalid(`locale ${quoteInput(locale)} is not a locale name (e.g. C.UTF-8, en_US.UTF-8)`);
+  if (!ENCODING.test(encoding)) throw invalid(`encoding ${quoteInput(encoding)} is not an encoding name (e.g. UTF8)`);
 }
 
 function initdbCommand(options: InitdbArchiveOptions, dataDir: string): string[] {

@@ -3,6 +3,7 @@ import type { BufferTag as BufferTagMessage, WalRecord as WalRecordMessage } fro
 import { decodeXLogRecord, RM_MAX_BUILTIN_ID, RMGR_NAMES, XLogRecordDecodeError, type DecodedXLogRecord } from "../wal/index.js";
 import { formatBufferTag, PAGE_SIZE, type BufferTag, type RedoRequest } from "./redo-protocol.js";
 import type { CompiledWalRedoOptions } from "./walredo-options.js";
+import { quoteInput } from "../errors/index.js";
 
 /** The fields shared by RedoRequest and RedoPageRequest. */
 export interface RedoRequestFields {
@@ -29,7 +30,7 @@ function invalid(message: string): ConnectError {
 /** INVALID_ARGUMENT unless tenantId is 1..64 of [A-Za-z0-9_-]. */
 export function checkTenantId(tenantId: string): void {
   if (!TENANT_ID.test(tenantId)) {
-    throw invalid(`tenant_id ${JSON.stringify(tenantId.slice(0, 80))} is invalid; use 1 to 64 characters of A-Z a-z 0-9 _ -`);
+    throw invalid(`tenant_id ${quoteInput(tenantId)} is invalid; use 1 to 64 characters of A-Z a-z 0-9 _ -`);
   }
 }
 

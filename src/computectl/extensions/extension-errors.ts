@@ -1,5 +1,6 @@
 import { Code, type ConnectError } from "@connectrpc/connect";
 import { ComputeCtlError } from "../compute-ctl-error.js";
+import { quoteInput } from "../../errors/index.js";
 
 /** What a name given to ensure() is: an extension (CREATE EXTENSION) or a library (LOAD). */
 export type ExtensionKind = "extension" | "library";
@@ -11,7 +12,7 @@ export class InvalidExtensionNameError extends ComputeCtlError {
     readonly kind: ExtensionKind,
     readonly reason: string,
   ) {
-    super(`${kind} name ${JSON.stringify(extensionName)} is not valid: ${reason}`, Code.InvalidArgument);
+    super(`${kind} name ${quoteInput(extensionName)} is not valid: ${reason}`, Code.InvalidArgument);
   }
 }
 

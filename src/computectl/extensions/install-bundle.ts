@@ -7,6 +7,7 @@ import * as tar from "tar-stream";
 import { BundleRejectedError, classifyBundleEntry } from "../../extstore/index.js";
 import { BundleChecksumError, UnsafeBundleError } from "./extension-errors.js";
 import type { PgInstallDirs } from "./install-layout.js";
+import { quoteInput } from "../../errors/index.js";
 
 export interface InstallBundleOptions {
   readonly extension: string;
@@ -95,14 +96,14 @@ async function extractToStaging(
       options.signal?.throwIfAborted();
       const { name, type } = entry.header;
       if (type !== "file" && type !== "directory") {
-        throw unsafe(`entry ${JSON.stringify(name)} is a ${type ?? "special file"}; only regular files and directories are allowed`);
+        throw unsafe(`entry ${quoteInput(name)} is a ${type ?? "special file"}; only regular files and directories are allowed`);
       }
       const kind = classifyBundleEntry(name, type === "directory");
       if (kind.kind === "directory") {
         entry.resume();
         continue;
       }
-      if (seen.has(kind.path)) throw unsafe(`entry ${JSON.stringify(name)} appears twice`);
+      if (seen.has(kind.path)) throw unsafe(`entry ${quoteInput(name)} appears twice`);
       seen.add(kind.path);
       const [top, ...rest] = kind.path.split("/");
       const isLib = top === "lib";

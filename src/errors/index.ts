@@ -1,0 +1,1 @@
+export { maxQuotedChars, quoteInput } from "./quote-input.js";
