@@ -4,7 +4,8 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pgProgram, systemPgBinaries } from "../src/pg/index.js";
 import {
-  computeRecordCrc, crc32c, decodeXLogRecord, formatLsn, readWalRecords, RMGR_NAMES, WalFormatError, XLogRecordDecodeError, type WalRecord,
+  computeRecordCrc, crc32c, dateToTimestamp, decodeXLogRecord, formatLsn, lastRecordAtOrBelow, lastTransactionEndAtOrBefore, readWalRecords, RMGR_NAMES,
+  timestampToDate, transactionEnd, walBytesSource, WalFormatError, XLogRecordDecodeError, type WalBytes, type WalRecord,
 } from "../src/wal/index.js";
 import { runWalWorkload, type WalWorkload } from "./walredo-workload.js";
 
@@ -57,6 +58,18 @@ async function collect(iterable: AsyncIterable<WalRecord>): Promise<WalRecord[]>
   return out;
 }
 
+let workload: WalWorkload;
+let records: WalRecord[];
+
+beforeAll(async () => {
+  workload = await runWalWorkload({ pgbenchScale: 1, pgbenchTransactions: 200 });
+  records = await collect(readWalRecords({ walDir: workload.walDir, startLsn: workload.baseLsn }));
+});
+
+afterAll(async () => {
+  await workload?.cleanup();
+});
+
 describe("CRC-32C", () => {
   it("matches the Castagnoli check value", () => {
     expect(crc32c(new TextEncoder().encode("123456789"))).toBe(0xe3069283);
@@ -90,17 +103,6 @@ describe("decodeXLogRecord", () => {
 });
 
 describe("WAL reader on real PostgreSQL 15 WAL", () => {
-  let workload: WalWorkload;
-  let records: WalRecord[];
-
-  beforeAll(async () => {
-    workload = await runWalWorkload({ pgbenchScale: 1, pgbenchTransactions: 200 });
-    records = await collect(readWalRecords({ walDir: workload.walDir, startLsn: workload.baseLsn }));
-  });
-
-  afterAll(async () => {
-    await workload?.cleanup();
-  });
 
   it("reads the same records as pg_waldump: LSNs, xids, lengths and block references", async () => {
     const dump = await execa(pgProgram(systemPgBinaries(15), "pg_waldump"), ["-p", workload.walDir, "-s", formatLsn(workload.baseLsn)], { reject: false });
@@ -172,5 +174,97 @@ describe("WAL reader on real PostgreSQL 15 WAL", () => {
     await expect(reading).rejects.toThrow(WalFormatError);
     await expect(collect(readWalRecords({ walDir: corruptDir, startLsn: target.startLsn })))
       .rejects.toThrow(`WAL at ${formatLsn(target.startLsn)}: incorrect record CRC`);
+  });
+});
+
+describe("WAL utilities on real PostgreSQL 15 WAL", () => {
+  let pieces: WalBytes[];
+  const waldump = pgProgram(systemPgBinaries(15), "pg_waldump");
+
+  beforeAll(async () => {
+    // The segments from the base on, cut into pieces of an odd size, as chunks fetched from a store.
+    const segStart = (workload.baseLsn / 0x1000000n) * 0x1000000n;
+    const lastEnd = records.at(-1)!.endLsn;
+    pieces = [];
+    for (let at = segStart; at < lastEnd; at += 0x1000000n) {
+      const seg = await readFile(path.join(workload.walDir, segmentNameOf(at)));
+      for (let off = 0; off < seg.length && at + BigInt(off) < lastEnd; off += 100_003) {
+        pieces.push({ startLsn: at + BigInt(off), bytes: seg.subarray(off, Math.min(off + 100_003, seg.length)) });
+      }
+    }
+  });
+
+  it("reads the same records from WAL pieces held in memory as from the segment files", async () => {
+    const fromPieces = await collect(readWalRecords({ source: walBytesSource([...pieces].reverse()), startLsn: workload.baseLsn }));
+    expect(fromPieces.map((r) => [r.startLsn, r.endLsn, r.crc])).toEqual(records.map((r) => [r.startLsn, r.endLsn, r.crc]));
+  });
+
+  it("reads from a record boundary in the middle of a segment when the pieces begin there", async () => {
+    const from = records[Math.floor(records.length / 2)]!;
+    const tail = pieces.filter((p) => p.startLsn + BigInt(p.bytes.length) > from.startLsn).map((p) =>
+      p.startLsn >= from.startLsn ? p : { startLsn: from.startLsn, bytes: p.bytes.subarray(Number(from.startLsn - p.startLsn)) });
+    const read = await collect(readWalRecords({ source: walBytesSource(tail), startLsn: from.startLsn }));
+    expect(read[0]!.startLsn).toBe(from.startLsn);
+    expect(read.length).toBe(records.length - records.indexOf(from));
+  });
+
+  it("ends at the last complete record when the bytes stop in the middle of one", async () => {
+    const cut = records.find((r, i) => i > 100 && r.totalLength > 64)!;
+    const held = pieces.filter((p) => p.startLsn < cut.startLsn + 40n).map((p) =>
+      ({ startLsn: p.startLsn, bytes: p.bytes.subarray(0, Math.max(0, Number(cut.startLsn + 40n - p.startLsn))) }));
+    const read = await collect(readWalRecords({ source: walBytesSource(held), startLsn: workload.baseLsn }));
+    expect(read.at(-1)!.endLsn).toBe(records[records.indexOf(cut) - 1]!.endLsn);
+  });
+
+  it("normalises an LSN down to the end of the last complete record, the record pg_waldump -e stops after", async () => {
+    const first = records[0]!.startLsn;
+    const span = records.at(-1)!.endLsn - first;
+    const targets = Array.from({ length: 5 }, (_, i) => ((first + (span * BigInt(2 * i + 1)) / 10n) / 8n) * 8n);
+    targets.push(records[40]!.endLsn);
+    for (const target of targets) {
+      const last = await lastRecordAtOrBelow({ walDir: workload.walDir, startLsn: workload.baseLsn, atOrBelow: target });
+      const dump = await execa(waldump, ["-p", workload.walDir, "-s", formatLsn(workload.baseLsn), "-e", formatLsn(target)], { reject: false });
+      const printed = parseWaldump(dump.stdout);
+      expect(formatLsn(last!.startLsn), `at ${formatLsn(target)}`).toBe(printed.at(-1)!.lsn);
+      expect(last!.endLsn <= target).toBe(true);
+      const next = records[records.findIndex((r) => r.startLsn === last!.startLsn) + 1];
+      if (next) expect(next.endLsn > target).toBe(true);
+    }
+  });
+
+  it("reads commit timestamps (xact_time) as pg_waldump prints them", async () => {
+    const dump = await execa(waldump, ["-p", workload.walDir, "-s", formatLsn(workload.baseLsn), "-r", "Transaction"], { env: { TZ: "UTC" }, reject: false });
+    const printed = dump.stdout.split("\n").flatMap((line) => {
+      const m = /lsn: (\S+), prev \S+, desc: (COMMIT|ABORT) (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}) UTC/.exec(line);
+      return m ? [`${m[1]} ${m[2]!.toLowerCase()} ${m[3]}`] : [];
+    });
+    const ours = records.flatMap((r) => {
+      const end = transactionEnd(r);
+      if (!end) return [];
+      const seconds = timestampToDate(end.timestamp).toISOString().slice(0, 19).replace("T", " ");
+      return [`${formatLsn(r.startLsn)} ${end.kind} ${seconds}.${String(end.timestamp % 1_000_000n).padStart(6, "0")}`];
+    });
+    expect(printed.length).toBeGreaterThan(100);
+    expect(ours).toEqual(printed);
+  });
+
+  it("finds the last commit at or before a time: every earlier transaction end is at or before it, the next is after", async () => {
+    const ends = records.flatMap((r) => {
+      const end = transactionEnd(r);
+      return end ? [{ record: r, end }] : [];
+    });
+    const time = timestampToDate(ends[Math.floor(ends.length / 2)]!.end.timestamp);
+    const target = dateToTimestamp(time);
+    const found = await lastTransactionEndAtOrBefore({ source: walBytesSource(pieces), startLsn: workload.baseLsn, time });
+    const at = ends.findIndex((e) => e.record.startLsn === found!.record.startLsn);
+    expect(found!.end.timestamp <= target).toBe(true);
+    expect(ends.slice(0, at).every((e) => e.end.timestamp <= target)).toBe(true);
+    expect(ends[at + 1]!.end.timestamp > target).toBe(true);
+  });
+
+  it("finds no commit before the first one", async () => {
+    const firstEnd = records.map((r) => transactionEnd(r)).find((e) => e)!;
+    const before = new Date(timestampToDate(firstEnd.timestamp).getTime() - 1);
+    await expect(lastTransactionEndAtOrBefore({ walDir: workload.walDir, startLsn: workload.baseLsn, time: before })).resolves.toBeUndefined();
   });
 });
