@@ -3,7 +3,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { blobStoreOptionsFromEnv } from "../src/blob/index.js";
 import { defaultPgBinaries, parseComputeSpecJson, RemoteExtensionLoader, runComputeCtl } from "../src/computectl/index.js";
-import { defineFlags, logLevelNames, parseCommandLine, parseListen, serviceFlags, UsageError, type LogLevelName } from "../src/config/index.js";
+import { defineFlags, logLevelNames, parseCommandLine, parseListen, parseS3ConditionalWrites, serviceFlags, UsageError, type LogLevelName } from "../src/config/index.js";
 import { createLogger, loadServerAuth, shutdownOnSignal } from "../src/server/index.js";
 
 const { storage: _storage, ...shared } = serviceFlags("compute-ctl");
@@ -39,6 +39,7 @@ async function main(): Promise<void> {
       if (v.authKeys && v.insecureNoAuth) throw new UsageError("--auth-keys and --insecure-no-auth exclude each other; give one");
       if (!(logLevelNames as readonly string[]).includes(v.logLevel)) throw new UsageError(`--log-level must be one of ${logLevelNames.join(", ")}`);
       parseListen(v.listen);
+      parseS3ConditionalWrites(v.s3ConditionalWrites);
       return parsed;
     },
   });
@@ -53,7 +54,7 @@ async function main(): Promise<void> {
     ...(values.connstr ? { connstr: values.connstr } : {}),
     ...(values.pgPort !== undefined ? { pgPort: values.pgPort } : {}),
     pgListenAddresses: values.pgListen,
-    blobStoreOptions: blobStoreOptionsFromEnv(process.env),
+    blobStoreOptions: { ...blobStoreOptionsFromEnv(process.env), s3ConditionalWrites: parseS3ConditionalWrites(values.s3ConditionalWrites) },
     ...parseListen(values.listen),
     auth: await loadServerAuth({ authKeysPath: values.authKeys, insecureNoAuth: values.insecureNoAuth }, logger),
     logger,

@@ -61,7 +61,10 @@ const { config, options } = parseCommandLine(program, flags, {
 });
 
 const logger = createLogger({ service: "epufs", level: config.logLevel });
-const store = await openBlobStore(config.storageUrl, blobStoreOptionsFromEnv(process.env));
+const store = await openBlobStore(config.storageUrl, {
+  ...blobStoreOptionsFromEnv(process.env),
+  s3ConditionalWrites: config.s3ConditionalWrites,
+});
 const auth = await loadServerAuth(config, logger);
 const server = await startServer({
   host: config.host,

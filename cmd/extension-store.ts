@@ -91,7 +91,10 @@ if (values.upstream !== undefined) {
 } else {
   try {
     const signingKey = await resolveDownloadSigningKey({ signingKeyPath: values.signingKey, storageUrl: config.storageUrl, logger });
-    const blobs = await openBlobStore(config.storageUrl, blobStoreOptionsFromEnv(process.env));
+    const blobs = await openBlobStore(config.storageUrl, {
+      ...blobStoreOptionsFromEnv(process.env),
+      s3ConditionalWrites: config.s3ConditionalWrites,
+    });
     const options = {
       blobs,
       signingKey,

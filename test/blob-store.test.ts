@@ -4,13 +4,16 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, beforeEach, afterEach, describe, expect, it } from "vitest";
 import {
+  BlobConditionalWritesUnsupportedError,
   BlobIntegrityError,
   BlobInvalidKeyError,
   BlobInvalidPageTokenError,
   BlobNotFoundError,
+  BlobPreconditionFailedError,
   BlobPutCancelledError,
   BlobSizeMismatchError,
   BlobTooLargeError,
+  claimKey,
   openBlobStore,
   type BlobStore,
   type ListOptions,
@@ -21,20 +24,26 @@ import { startS3rver, type S3rverHandle } from "./helpers/s3rver.js";
 /** How each backend under test makes a fresh, empty store. */
 interface Backend {
   readonly name: string;
+  /** Whether the backend enforces ifNoneMatch/ifMatch (s3rver ignores them, so its store must say false). */
+  readonly conditionalWrites: boolean;
   setup(): Promise<void>;
   open(): Promise<BlobStore>;
+  /** Another store on the same location as the last open(), as a second replica would open it. */
+  openSame(): Promise<BlobStore>;
   teardown(): Promise<void>;
 }
 
 const dirs: string[] = [];
 const localBackend: Backend = {
   name: "local directory",
+  conditionalWrites: true,
   setup: async () => undefined,
   open: async () => {
     const dir = await mkdtemp(join(tmpdir(), "pgmesh-blob-"));
     dirs.push(dir);
     return openBlobStore(pathToFileURL(dir).href);
   },
+  openSame: () => openBlobStore(pathToFileURL(dirs[dirs.length - 1]!).href),
   teardown: async () => {
     await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
   },
@@ -44,6 +53,7 @@ let s3rver: S3rverHandle | undefined;
 let s3Stores = 0;
 const s3Backend: Backend = {
   name: "S3 (s3rver)",
+  conditionalWrites: false,
   setup: async () => {
     s3rver = await startS3rver();
   },
@@ -51,6 +61,7 @@ const s3Backend: Backend = {
     s3Stores += 1;
     return openBlobStore(s3rver!.url(`contract/run-${s3Stores}`), s3rver!.blobStoreOptions);
   },
+  openSame: () => openBlobStore(s3rver!.url(`contract/run-${s3Stores}`), s3rver!.blobStoreOptions),
   teardown: async () => {
     await s3rver?.stop();
   },
@@ -337,6 +348,98 @@ describe.each([localBackend, s3Backend])("blob store contract: $name", (backend)
       await expect(store.put("f", failing)).rejects.toThrow("client went away");
       expect((await readKey(store, "f")).toString()).toBe("previous");
       expect(await listKeys(store, "")).toEqual(["f"]);
+    });
+  });
+
+  describe("conditional writes", () => {
+    it("reports whether the backend enforces conditions (probed on S3)", () => {
+      expect(store.conditionalWrites).toBe(backend.conditionalWrites);
+    });
+
+    it.runIf(backend.conditionalWrites)("creates with ifNoneMatch only a key that does not exist", async () => {
+      const created = await store.put("once", chunksOf(text("first")), { ifNoneMatch: "*" });
+      await expect(store.put("once", chunksOf(text("second")), { ifNoneMatch: "*" })).rejects.toThrow(
+        BlobPreconditionFailedError,
+      );
+      expect(await store.head("once")).toMatchObject({ etag: created.etag });
+      expect((await readKey(store, "once")).toString()).toBe("first");
+      expect(await listKeys(store, "")).toEqual(["once"]);
+    });
+
+    it.runIf(backend.conditionalWrites)("replaces with ifMatch only the version it names", async () => {
+      const first = await store.put("record", chunksOf(text("v1")));
+      const second = await store.put("record", chunksOf(text("v2")), { ifMatch: first.etag });
+      const stale = store.put("record", chunksOf(text("v2 from a stale read")), { ifMatch: first.etag });
+      await expect(stale).rejects.toThrow(BlobPreconditionFailedError);
+      await expect(stale).rejects.toThrow(`the put required that its etag is "${first.etag}"`);
+      expect((await readKey(store, "record")).toString()).toBe("v2");
+      expect((await store.head("record"))?.etag).toBe(second.etag);
+    });
+
+    it.runIf(backend.conditionalWrites)("refuses ifMatch on a key that does not exist", async () => {
+      await expect(store.put("absent", chunksOf(text("x")), { ifMatch: "some-etag" })).rejects.toThrow(
+        BlobPreconditionFailedError,
+      );
+      expect(await store.head("absent")).toBeUndefined();
+    });
+
+    it.runIf(backend.conditionalWrites)(
+      "lets exactly one of many writers from two stores replace the same version",
+      async () => {
+        const other = await backend.openSame();
+        try {
+          const base = await store.put("counter", chunksOf(text("0")));
+          const writers = Array.from({ length: 12 }, (_, i) =>
+            (i % 2 === 0 ? store : other).put("counter", chunksOf(text(`writer ${i}`)), { ifMatch: base.etag }),
+          );
+          const results = await Promise.allSettled(writers);
+          const won = results.filter((result) => result.status === "fulfilled");
+          expect(won).toHaveLength(1);
+          for (const result of results) {
+            if (result.status === "rejected") expect(result.reason).toBeInstanceOf(BlobPreconditionFailedError);
+          }
+          expect((await store.head("counter"))?.etag).toBe(won[0]!.value.etag);
+        } finally {
+          await other.close();
+        }
+      },
+    );
+
+    it.runIf(!backend.conditionalWrites)("refuses a conditional put it cannot enforce and stores nothing", async () => {
+      const put = store.put("unsure", chunksOf(text("x")), { ifNoneMatch: "*" });
+      await expect(put).rejects.toThrow(BlobConditionalWritesUnsupportedError);
+      await expect(put).rejects.toThrow("Use claimKey()");
+      await expect(store.put("unsure", chunksOf(text("x")), { ifMatch: "e" })).rejects.toThrow(
+        BlobConditionalWritesUnsupportedError,
+      );
+      expect(await store.head("unsure")).toBeUndefined();
+    });
+
+    it("claimKey gives a key to exactly one of many concurrent claimers on two stores", async () => {
+      const other = await backend.openSame();
+      try {
+        const claims = await Promise.all(
+          Array.from({ length: 10 }, (_, i) => claimKey(i % 2 === 0 ? store : other, "lease/1", text(`claimer ${i}`))),
+        );
+        const winners = claims.filter((claim) => claim.won);
+        expect(winners).toHaveLength(1);
+        const stored = (await readKey(store, "lease/1")).toString();
+        expect(stored).toMatch(/^claimer \d$/);
+        for (const claim of claims) {
+          if (!claim.won) expect(Buffer.from(claim.holder).toString()).toBe(stored);
+        }
+        expect(await listKeys(store, "lease/")).toEqual(["lease/1"]);
+      } finally {
+        await other.close();
+      }
+    });
+
+    it("claimKey of an existing key loses to it and changes nothing", async () => {
+      const holder = await store.put("taken", chunksOf(text("first holder")));
+      const claim = await claimKey(store, "taken", text("latecomer"));
+      expect(claim.won).toBe(false);
+      expect(claim.won ? undefined : Buffer.from(claim.holder).toString()).toBe("first holder");
+      expect((await store.head("taken"))?.etag).toBe(holder.etag);
     });
   });
 

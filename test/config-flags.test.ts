@@ -103,6 +103,7 @@ describe("service flags", () => {
       authKeysPath: undefined,
       insecureNoAuth: true,
       logLevel: "info",
+      s3ConditionalWrites: "auto",
     });
   });
 
@@ -137,6 +138,11 @@ describe("service flags", () => {
     expect(() => compileServiceConfig(parseFlags(serviceFlags("epufs"), [...base, "--storage", "/tmp/x"], {}).values)).toThrow(
       '--storage must be a file:// or s3:// URL, got "/tmp/x"',
     );
+  });
+
+  it("refuses an --s3-conditional-writes other than auto, on or off", () => {
+    const values = parseFlags(serviceFlags("epufs"), ["--insecure-no-auth", "--s3-conditional-writes", "yes"], {}).values;
+    expect(() => compileServiceConfig(values)).toThrow('--s3-conditional-writes must be one of auto, on, off, got "yes"');
   });
 
   it("parses HOST:PORT, [IPv6]:PORT and :PORT", () => {

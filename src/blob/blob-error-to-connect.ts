@@ -1,11 +1,14 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
+  BlobClaimUnsettledError,
+  BlobConditionalWritesUnsupportedError,
   BlobError,
   BlobIntegrityError,
   BlobInvalidKeyError,
   BlobInvalidPageTokenError,
   BlobKeyConflictError,
   BlobNotFoundError,
+  BlobPreconditionFailedError,
   BlobPutCancelledError,
   BlobSizeMismatchError,
   BlobTooLargeError,
@@ -20,6 +23,10 @@ const codes: ReadonlyArray<readonly [new (...args: never[]) => BlobError, Code]>
   [BlobPutCancelledError, Code.Canceled],
   [BlobKeyConflictError, Code.FailedPrecondition],
   [BlobIntegrityError, Code.Unavailable],
+  // A lost compare-and-swap: the caller re-reads and retries (gRPC's ABORTED).
+  [BlobPreconditionFailedError, Code.Aborted],
+  [BlobClaimUnsettledError, Code.Aborted],
+  [BlobConditionalWritesUnsupportedError, Code.FailedPrecondition],
 ];
 
 /** Node and SDK error codes that mean the storage backend cannot be reached. */

@@ -108,3 +108,40 @@ export class BlobStoreUrlError extends BlobError {
     );
   }
 }
+
+/** A conditional put (ifNoneMatch or ifMatch) found the object in another state; nothing was stored. */
+export class BlobPreconditionFailedError extends BlobError {
+  constructor(
+    readonly key: string,
+    /** What the put required, e.g. 'it does not exist yet (ifNoneMatch "*")'. */
+    readonly condition: string,
+  ) {
+    super(
+      `blob ${JSON.stringify(key)} was not written: the put required that ${condition}, and another writer got there first; nothing was stored, read the object again and retry`,
+    );
+  }
+}
+
+/** A put asked for a condition on a store that cannot enforce conditions. */
+export class BlobConditionalWritesUnsupportedError extends BlobError {
+  constructor(
+    readonly key: string,
+    readonly reason: string,
+  ) {
+    super(
+      `put of blob ${JSON.stringify(key)} asked for a condition (ifNoneMatch or ifMatch) but ${reason}; nothing was stored. Use claimKey(), which works without conditions, or enable them with --s3-conditional-writes on if the server really enforces them`,
+    );
+  }
+}
+
+/** claimKey() kept meeting other claimers of the key until its settle time ran out; nothing was claimed. */
+export class BlobClaimUnsettledError extends BlobError {
+  constructor(
+    readonly key: string,
+    readonly attempts: number,
+  ) {
+    super(
+      `claim of blob ${JSON.stringify(key)} did not settle after ${attempts} attempts: other claimers kept contending (or one crashed mid-claim less than 30 s ago); nothing was claimed, retry later`,
+    );
+  }
+}

@@ -12,13 +12,23 @@ export interface BlobStoreOptions {
   readonly s3Credentials?: S3ClientConfig["credentials"];
   /** Where S3 puts spool their bodies; default a "pgmesh-blob-spool" directory in the OS temp dir. */
   readonly spoolDir?: string;
+  /**
+   * Whether the S3 server enforces conditional puts (--s3-conditional-writes):
+   * "auto" (default) probes it when the store opens, "on"/"off" skip the probe.
+   * A store never trusts a condition the server would silently ignore.
+   */
+  readonly s3ConditionalWrites?: S3ConditionalWrites;
 }
+
+export const s3ConditionalWritesModes = ["auto", "on", "off"] as const;
+export type S3ConditionalWrites = (typeof s3ConditionalWritesModes)[number];
 
 export interface CompiledBlobStoreOptions {
   readonly s3Endpoint?: string;
   readonly s3Region: string;
   readonly s3Credentials?: S3ClientConfig["credentials"];
   readonly spoolDir: string;
+  readonly s3ConditionalWrites: S3ConditionalWrites;
 }
 
 export function compileBlobStoreOptions(options: BlobStoreOptions = {}): CompiledBlobStoreOptions {
@@ -27,6 +37,7 @@ export function compileBlobStoreOptions(options: BlobStoreOptions = {}): Compile
     s3Region: options.s3Region || "us-east-1",
     ...(options.s3Credentials ? { s3Credentials: options.s3Credentials } : {}),
     spoolDir: options.spoolDir ?? join(tmpdir(), "pgmesh-blob-spool"),
+    s3ConditionalWrites: options.s3ConditionalWrites ?? "auto",
   };
 }
 

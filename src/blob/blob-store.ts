@@ -15,6 +15,17 @@ export interface PutOptions {
   readonly expectedBytes?: number;
   /** When set, the put fails (and stores nothing) once more bytes than this arrive. */
   readonly maxBytes?: number;
+  /**
+   * "*": store only if the key does not exist yet; otherwise throw
+   * BlobPreconditionFailedError and store nothing.
+   */
+  readonly ifNoneMatch?: "*";
+  /**
+   * Store only if the current object's etag equals this one (a read-modify-write
+   * that loses to a concurrent writer fails instead of overwriting it); otherwise
+   * throw BlobPreconditionFailedError and store nothing.
+   */
+  readonly ifMatch?: string;
 }
 
 export interface GetOptions {
@@ -50,6 +61,12 @@ export interface BlobObject {
  * leaves no trace. Both backends pass the same contract tests.
  */
 export interface BlobStore {
+  /**
+   * Whether the backend enforces ifNoneMatch and ifMatch. When false, a put with
+   * either condition throws BlobConditionalWritesUnsupportedError: use claimKey()
+   * instead, which falls back to a listing-based claim.
+   */
+  readonly conditionalWrites: boolean;
   put(key: string, body: AsyncIterable<Uint8Array>, options?: PutOptions): Promise<BlobInfo>;
   /** Throws BlobNotFoundError when the key does not exist. */
   get(key: string, options?: GetOptions): Promise<BlobObject>;

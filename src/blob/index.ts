@@ -9,12 +9,15 @@ export type {
   PutOptions,
 } from "./blob-store.js";
 export {
+  BlobClaimUnsettledError,
+  BlobConditionalWritesUnsupportedError,
   BlobError,
   BlobIntegrityError,
   BlobInvalidKeyError,
   BlobInvalidPageTokenError,
   BlobKeyConflictError,
   BlobNotFoundError,
+  BlobPreconditionFailedError,
   BlobPutCancelledError,
   BlobSizeMismatchError,
   BlobStoreUrlError,
@@ -26,6 +29,9 @@ export {
   compileBlobStoreOptions,
   type BlobStoreOptions,
   type CompiledBlobStoreOptions,
+  type S3ConditionalWrites,
+  s3ConditionalWritesModes,
 } from "./blob-store-options.js";
 export { openBlobStore } from "./open-blob-store.js";
 export { blobErrorToConnect } from "./blob-error-to-connect.js";
+export { claimKey, type ClaimOptions, type ClaimResult } from "./claim-key.js";

@@ -1,7 +1,7 @@
 import type { BigIntStats, Dirent } from "node:fs";
-import { mkdir, open, type FileHandle, readdir, rename, rmdir, stat, unlink } from "node:fs/promises";
+import { link, mkdir, open, type FileHandle, readdir, rename, rmdir, stat, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { BlobKeyConflictError, BlobNotFoundError } from "./blob-errors.js";
+import { BlobKeyConflictError, BlobNotFoundError, BlobPreconditionFailedError } from "./blob-errors.js";
 import { compareBlobKeys, validateBlobKey, validateBlobPrefix } from "./blob-key.js";
 import type {
   BlobInfo,
@@ -13,6 +13,7 @@ import type {
   ListOptions,
   PutOptions,
 } from "./blob-store.js";
+import { withKeyLock } from "./key-lock.js";
 import { listAllPages } from "./list-all-pages.js";
 import { decodePageToken, effectivePageSize, encodePageToken } from "./page-token.js";
 import { removeStaleSpoolFiles, writeSpoolFile } from "./spool-file.js";
@@ -25,14 +26,22 @@ const readChunkBytes = 256 * 1024;
  * named by their key. A put writes a spool file in `<root>/tmp` (same file
  * system), fsyncs it and renames it over the object, so readers see the old
  * file or the new one; listings never look into `tmp`.
+ *
+ * Conditions are enforced across processes sharing the directory: puts and
+ * deletes of one key take a lock file in `<root>/locks` (see key-lock.ts), an
+ * ifMatch put compares the etag under it, and an ifNoneMatch put links the
+ * finished spool file into place, which fails if the name exists.
  */
 export class LocalBlobStore implements BlobStore {
+  readonly conditionalWrites = true;
   private readonly objectsDir: string;
   private readonly tmpDir: string;
+  private readonly locksDir: string;
 
   private constructor(readonly root: string) {
     this.objectsDir = join(root, "objects");
     this.tmpDir = join(root, "tmp");
+    this.locksDir = join(root, "locks");
   }
 
   /** Creates the directories and removes spool files left by a crashed process. */
@@ -40,6 +49,7 @@ export class LocalBlobStore implements BlobStore {
     const store = new LocalBlobStore(root);
     await mkdir(store.objectsDir, { recursive: true });
     await mkdir(store.tmpDir, { recursive: true });
+    await mkdir(store.locksDir, { recursive: true });
     await removeStaleSpoolFiles(store.tmpDir);
     return store;
   }
@@ -48,7 +58,16 @@ export class LocalBlobStore implements BlobStore {
     validateBlobKey(key);
     const spool = await writeSpoolFile(this.tmpDir, key, body, { ...options, sync: true, md5: false });
     try {
-      await this.moveIntoPlace(key, spool.path);
+      await withKeyLock(this.locksDir, key, async () => {
+        if (options.ifMatch !== undefined) {
+          const current = await statFile(this.pathOf(key));
+          if (current === undefined || infoFromStats(key, current).etag !== options.ifMatch) {
+            throw new BlobPreconditionFailedError(key, `its etag is "${options.ifMatch}" (ifMatch)`);
+          }
+        }
+        if (options.ifNoneMatch === "*") await this.linkIntoPlace(key, spool.path);
+        else await this.moveIntoPlace(key, spool.path);
+      });
     } catch (error) {
       await unlink(spool.path).catch(() => undefined);
       throw error;
@@ -106,16 +125,18 @@ export class LocalBlobStore implements BlobStore {
   async delete(key: string): Promise<boolean> {
     validateBlobKey(key);
     const path = this.pathOf(key);
-    const stats = await statFile(path);
-    if (stats === undefined) return false;
-    try {
-      await unlink(path);
-    } catch (error) {
-      if (isMissing(error)) return false;
-      throw error;
-    }
-    await this.removeEmptyParents(dirname(path));
-    return true;
+    const removed = await withKeyLock(this.locksDir, key, async () => {
+      if ((await statFile(path)) === undefined) return false;
+      try {
+        await unlink(path);
+        return true;
+      } catch (error) {
+        if (isMissing(error)) return false;
+        throw error;
+      }
+    });
+    if (removed) await this.removeEmptyParents(dirname(path));
+    return removed;
   }
 
   async deletePrefix(prefix: string): Promise<DeletedCounts> {
@@ -152,19 +173,26 @@ export class LocalBlobStore implements BlobStore {
     return join(this.objectsDir, key);
   }
 
-  /**
-   * Renames a spool file onto the object's path, creating parent directories.
-   * A concurrent delete may remove an empty parent between mkdir and rename,
-   * so retry a few times.
-   */
+  /** Renames a spool file onto the object's path, replacing what is there. */
   private async moveIntoPlace(key: string, spoolPath: string): Promise<void> {
+    const target = this.pathOf(key);
+    await this.placeWithParents(key, () => rename(spoolPath, target));
+  }
+
+  /**
+   * Creates the key's parent directories and runs `place` (a rename or link
+   * onto the key's path). A concurrent delete may remove an empty parent in
+   * between, so retry a few times.
+   */
+  private async placeWithParents(key: string, place: () => Promise<void>): Promise<void> {
     const target = this.pathOf(key);
     for (let attempt = 0; ; attempt += 1) {
       try {
         await mkdir(dirname(target), { recursive: true });
-        await rename(spoolPath, target);
+        await place();
         return;
       } catch (error) {
+        if (error instanceof BlobPreconditionFailedError) throw error;
         const code = errorCode(error);
         if (code === "ENOENT" && attempt < 5) continue;
         if (code === "EISDIR" || code === "ENOTDIR" || code === "EEXIST" || code === "ENOTEMPTY") {
@@ -176,6 +204,26 @@ export class LocalBlobStore implements BlobStore {
         throw error;
       }
     }
+  }
+
+  /**
+   * Hard-links a spool file as the object's path, which fails if the name
+   * exists (the atomic create-only-if-absent of ifNoneMatch), then drops the
+   * spool name.
+   */
+  private async linkIntoPlace(key: string, spoolPath: string): Promise<void> {
+    const target = this.pathOf(key);
+    await this.placeWithParents(key, async () => {
+      try {
+        await link(spoolPath, target);
+      } catch (error) {
+        if (errorCode(error) === "EEXIST" && (await statFile(target)) !== undefined) {
+          throw new BlobPreconditionFailedError(key, 'it does not exist yet (ifNoneMatch "*")');
+        }
+        throw error;
+      }
+    });
+    await unlink(spoolPath);
   }
 
   /** Removes empty directories from `dir` up to (not including) the objects root. */

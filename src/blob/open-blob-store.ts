@@ -34,14 +34,19 @@ export async function openBlobStore(url: string, options: BlobStoreOptions = {})
         throw new BlobStoreUrlError(url, 'the prefix has an empty, "." or ".." segment');
       }
       await removeStaleSpoolFiles(compiled.spoolDir);
-      return new S3BlobStore({
+      const settings = {
         bucket,
         prefix,
         region: compiled.s3Region,
         spoolDir: compiled.spoolDir,
         ...(compiled.s3Endpoint ? { endpoint: compiled.s3Endpoint } : {}),
         ...(compiled.s3Credentials ? { credentials: compiled.s3Credentials } : {}),
-      });
+      };
+      const conditionalWrites =
+        compiled.s3ConditionalWrites === "auto"
+          ? await S3BlobStore.probeConditionalWrites(settings)
+          : compiled.s3ConditionalWrites === "on";
+      return new S3BlobStore({ ...settings, conditionalWrites });
     }
     default:
       throw new BlobStoreUrlError(url, `the scheme "${parsed.protocol}" is not supported`);

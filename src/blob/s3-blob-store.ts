@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, unlink } from "node:fs/promises";
 import type { Readable } from "node:stream";
@@ -12,7 +12,13 @@ import {
   S3Client,
   type S3ClientConfig,
 } from "@aws-sdk/client-s3";
-import { BlobError, BlobIntegrityError, BlobNotFoundError } from "./blob-errors.js";
+import {
+  BlobConditionalWritesUnsupportedError,
+  BlobError,
+  BlobIntegrityError,
+  BlobNotFoundError,
+  BlobPreconditionFailedError,
+} from "./blob-errors.js";
 import { validateBlobKey, validateBlobPrefix } from "./blob-key.js";
 import type {
   BlobInfo,
@@ -40,6 +46,12 @@ export interface CompiledS3BlobStoreOptions {
   readonly spoolDir: string;
   /** Explicit credentials; otherwise the SDK's default chain (environment, profile ...). */
   readonly credentials?: S3ClientConfig["credentials"];
+  /**
+   * Whether the server enforces If-None-Match / If-Match on PutObject (AWS S3
+   * does; s3rver and some S3-compatible servers ignore them), as probed by
+   * probeConditionalWrites() or set by the operator.
+   */
+  readonly conditionalWrites: boolean;
 }
 
 /**
@@ -53,9 +65,11 @@ export interface CompiledS3BlobStoreOptions {
  * extension bundles), so one PutObject (up to 5 GiB) is enough.
  */
 export class S3BlobStore implements BlobStore {
+  readonly conditionalWrites: boolean;
   private readonly client: S3Client;
 
   constructor(private readonly options: CompiledS3BlobStoreOptions) {
+    this.conditionalWrites = options.conditionalWrites;
     this.client = new S3Client({
       region: options.region,
       ...(options.endpoint ? { endpoint: options.endpoint, forcePathStyle: true } : {}),
@@ -68,6 +82,13 @@ export class S3BlobStore implements BlobStore {
 
   async put(key: string, body: AsyncIterable<Uint8Array>, options: PutOptions = {}): Promise<BlobInfo> {
     validateBlobKey(key);
+    const conditional = options.ifNoneMatch !== undefined || options.ifMatch !== undefined;
+    if (conditional && !this.conditionalWrites) {
+      throw new BlobConditionalWritesUnsupportedError(
+        key,
+        "this S3 server does not enforce conditional writes (probed at start, or --s3-conditional-writes off)",
+      );
+    }
     await mkdir(this.options.spoolDir, { recursive: true });
     const spool = await writeSpoolFile(this.options.spoolDir, key, body, { ...options, sync: false, md5: true });
     try {
@@ -78,12 +99,24 @@ export class S3BlobStore implements BlobStore {
           Body: createReadStream(spool.path),
           ContentLength: spool.size,
           ...(spool.md5Base64 ? { ContentMD5: spool.md5Base64 } : {}),
+          ...(options.ifNoneMatch !== undefined ? { IfNoneMatch: options.ifNoneMatch } : {}),
+          ...(options.ifMatch !== undefined ? { IfMatch: `"${options.ifMatch}"` } : {}),
         }),
         options.signal ? { abortSignal: options.signal } : {},
       );
       // PutObject does not return LastModified; the completion time here is within
       // a second of it (what a later head() or list() reports).
       return { key, size: spool.size, etag: unquote(output.ETag), modified: new Date() };
+    } catch (error) {
+      if (conditional && isConditionFailure(error)) {
+        throw new BlobPreconditionFailedError(
+          key,
+          options.ifNoneMatch !== undefined
+            ? 'it does not exist yet (ifNoneMatch "*")'
+            : `its etag is "${options.ifMatch}" (ifMatch)`,
+        );
+      }
+      throw error;
     } finally {
       await unlink(spool.path).catch(() => undefined);
     }
@@ -200,6 +233,53 @@ export class S3BlobStore implements BlobStore {
     this.client.destroy();
   }
 
+  /**
+   * Whether the server enforces If-None-Match on PutObject: creates a probe
+   * key with If-None-Match "*" twice; a server that lets the second put through
+   * ignores conditions (s3rver does), one that refuses it with 412 enforces
+   * them. The probe key is removed again.
+   */
+  static async probeConditionalWrites(
+    options: Omit<CompiledS3BlobStoreOptions, "conditionalWrites">,
+  ): Promise<boolean> {
+    const store = new S3BlobStore({ ...options, conditionalWrites: false });
+    try {
+      return await store.probe();
+    } finally {
+      await store.close();
+    }
+  }
+
+  private async probe(): Promise<boolean> {
+    const key = `.pgmesh-conditional-write-probe/${randomUUID()}`;
+    const putOnce = () =>
+      this.client.send(
+        new PutObjectCommand({ Bucket: this.options.bucket, Key: this.fullKey(key), Body: "", IfNoneMatch: "*" }),
+      );
+    try {
+      await putOnce();
+      try {
+        await putOnce();
+        return false;
+      } catch (error) {
+        if (isConditionFailure(error)) return true;
+        throw error;
+      }
+    } catch (error) {
+      const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+      // A server that rejects the header itself (501 Not Implemented, 400) has no conditions either.
+      if (status === 501 || status === 400) return false;
+      throw new BlobError(
+        `could not probe s3://${this.options.bucket}/${this.options.prefix} for conditional writes (${String(error)}); check that the endpoint is reachable, or skip the probe with --s3-conditional-writes on|off`,
+        { cause: error },
+      );
+    } finally {
+      await this.client
+        .send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.fullKey(key) }))
+        .catch(() => undefined);
+    }
+  }
+
   private fullKey(key: string): string {
     return this.options.prefix === "" ? key : `${this.options.prefix}/${key}`;
   }
@@ -247,6 +327,16 @@ async function* verified(
 
 function unquote(etag: string | undefined): string {
   return (etag ?? "").replace(/^"|"$/g, "");
+}
+
+/**
+ * A conditional PutObject that lost: 412 (the condition is false), 409 (a
+ * concurrent conditional write to the key won), or 404 (If-Match on a key that
+ * does not exist).
+ */
+function isConditionFailure(error: unknown): boolean {
+  const status = (error as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
+  return status === 412 || status === 409 || status === 404;
 }
 
 function isNotFound(error: unknown): boolean {

@@ -4,6 +4,7 @@ export {
   compileServiceConfig,
   logLevelNames,
   parseListen,
+  parseS3ConditionalWrites,
   serviceFlags,
   servicePorts,
   type LogLevelName,

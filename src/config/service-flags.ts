@@ -1,4 +1,5 @@
 import { resolve } from "node:path";
+import { s3ConditionalWritesModes, type S3ConditionalWrites } from "../blob/index.js";
 import { defineFlags } from "./parse-command-line.js";
 import type { FlagValues } from "./flags.js";
 import { UsageError } from "./usage-error.js";
@@ -31,6 +32,12 @@ export function serviceFlags(service: ServiceName, cwd: string = process.cwd()) 
       default: `file://${resolve(cwd, ".pgmesh", service)}`,
       help: "Blob storage: file:///abs/dir or s3://bucket/prefix (with the standard AWS_* environment)",
     },
+    "s3-conditional-writes": {
+      type: "string",
+      valueName: "auto|on|off",
+      default: "auto",
+      help: "Whether the S3 server enforces conditional puts (If-None-Match/If-Match): auto probes it at start; s3rver and some S3-compatible servers ignore them, and then replicas coordinate by listing claims instead",
+    },
     "auth-keys": {
       type: "string",
       valueName: "FILE",
@@ -60,6 +67,7 @@ export interface ServiceConfig {
   readonly authKeysPath: string | undefined;
   readonly insecureNoAuth: boolean;
   readonly logLevel: LogLevelName;
+  readonly s3ConditionalWrites: S3ConditionalWrites;
 }
 
 /** Validates the shared flags; throws UsageError naming the flag. */
@@ -84,7 +92,17 @@ export function compileServiceConfig(values: ServiceFlagValues): ServiceConfig {
     authKeysPath: values.authKeys,
     insecureNoAuth: values.insecureNoAuth,
     logLevel: values.logLevel as LogLevelName,
+    s3ConditionalWrites: parseS3ConditionalWrites(values.s3ConditionalWrites),
   };
+}
+
+/** Validates --s3-conditional-writes; throws UsageError naming the flag. */
+export function parseS3ConditionalWrites(text: string): S3ConditionalWrites {
+  const mode = s3ConditionalWritesModes.find((candidate) => candidate === text);
+  if (mode === undefined) {
+    throw new UsageError(`--s3-conditional-writes must be one of ${s3ConditionalWritesModes.join(", ")}, got "${text}"`);
+  }
+  return mode;
 }
 
 /** Parses HOST:PORT or [IPv6]:PORT. */
