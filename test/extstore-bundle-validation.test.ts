@@ -1,7 +1,11 @@
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { execa } from "execa";
 import { describe, expect, it } from "vitest";
 import { inspectBundle, type BundleLimits } from "../src/extstore/inspect-bundle.js";
 import { BundleRejectedError } from "../src/extstore/extension-store-errors.js";
-import { rawTar, validBundleEntries, type RawEntry } from "./fixtures/extstore/raw-tar.js";
+import { rawEntry, rawTar, validBundleEntries, type RawEntry } from "./fixtures/extstore/raw-tar.js";
 
 const limits: BundleLimits = { maxBundleBytes: 1 << 20, maxFileBytes: 64 << 10, maxControlFileBytes: 4096, maxEntries: 50 };
 
@@ -20,6 +24,18 @@ async function rejection(entries: readonly RawEntry[], name = "demo"): Promise<B
   );
   expect(error).toBeInstanceOf(BundleRejectedError);
   return error as BundleRejectedError;
+}
+
+/** What GNU tar makes of the bytes: `tar -tf` exit code and listed names. */
+async function gnuTarList(bytes: Buffer): Promise<{ exitCode: number; names: string[] }> {
+  const dir = await mkdtemp(join(tmpdir(), "pgmesh-gnu-tar-"));
+  try {
+    await writeFile(join(dir, "bundle.tar"), bytes);
+    const result = await execa("tar", ["-tf", join(dir, "bundle.tar")], { reject: false });
+    return { exitCode: result.exitCode ?? -1, names: result.stdout.split("\n").filter((line) => line !== "") };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 describe("ExtensionStore bundle validation", () => {
@@ -106,8 +122,8 @@ describe("ExtensionStore bundle validation", () => {
   });
 
   it("rejects a file where the bundle also has a folder of that name", async () => {
-    const error = await rejection([...validBundleEntries("demo"), { name: "lib/bitcode/x.bc", content: "x" }, { name: "lib/bitcode", content: "y" }]);
-    expect(error.entry).toBe("lib/bitcode");
+    const error = await rejection([...validBundleEntries("demo"), { name: "lib/bitcode/demo/x.bc", content: "x" }, { name: "lib/bitcode/demo", content: "y" }]);
+    expect(error.entry).toBe("lib/bitcode/demo");
   });
 
   it("rejects files outside lib/ and share/extension/", async () => {
@@ -130,7 +146,12 @@ describe("ExtensionStore bundle validation", () => {
   });
 
   it("rejects another extension's control file or script, so no bundle can shadow another extension", async () => {
-    for (const name of ["share/extension/hstore.control", "share/extension/hstore--1.8.sql", "share/extension/demoextra.control"]) {
+    for (const name of [
+      "share/extension/hstore.control",
+      "share/extension/hstore--1.8.sql",
+      "share/extension/demoextra.control",
+      "share/extension/demo.pgmesh-installed",
+    ]) {
       const error = await rejection([...validBundleEntries("demo"), { name, content: "x" }]);
       expect(error.entry).toBe(name);
       expect(error.message).toMatch(/does not belong to extension "demo"/);
@@ -153,5 +174,110 @@ describe("ExtensionStore bundle validation", () => {
     const many = Array.from({ length: limits.maxEntries }, (_, i) => ({ name: `share/extension/demo--f${i}.sql`, content: "x" }));
     const error = await rejection([...validBundleEntries("demo"), ...many]);
     expect(error.rejection).toBe("too_large");
+  });
+
+  it("rejects an entry after the end-of-archive marker, which GNU tar does not list", async () => {
+    const hidden: RawEntry = { name: "share/extension/demo--9.9.sql", content: "-- seen by no tar -t\n" };
+    const bytes = Buffer.concat([rawTar(validBundleEntries("demo")), rawEntry(hidden), Buffer.alloc(1024)]);
+    const listed = await gnuTarList(bytes);
+    expect(listed.names).toHaveLength(validBundleEntries("demo").length);
+    expect(listed.names).not.toContain(hidden.name);
+    const error = await inspectBundle(chunksOf(bytes), "demo", limits).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(BundleRejectedError);
+    expect((error as BundleRejectedError).rejection).toBe("invalid");
+    expect((error as BundleRejectedError).entry).toBe(hidden.name);
+    expect((error as Error).message).toMatch(/after the end-of-archive marker \(the zero block at byte \d+\)/);
+  });
+
+  it("rejects a negative base-256 size, which GNU tar cannot read", async () => {
+    const negative: RawEntry = { name: "share/extension/demo--2.0.sql", sizeField: Buffer.alloc(12, 0xff) };
+    const bytes = rawTar([...validBundleEntries("demo"), negative]);
+    expect((await gnuTarList(bytes)).exitCode).not.toBe(0);
+    const error = await rejection([...validBundleEntries("demo"), negative]);
+    expect(error.rejection).toBe("invalid");
+    expect(error.entry).toBe(negative.name);
+    expect(error.message).toMatch(/negative base-256/);
+  });
+
+  it.each(["gnu", "posix"])("accepts a bundle GNU tar wrote in %s format, long names and record padding included", async (format) => {
+    const dir = await mkdtemp(join(tmpdir(), "pgmesh-gnu-tar-"));
+    try {
+      const longName = `lib/bitcode/demo/${"deep/".repeat(30)}demo.bc`;
+      for (const entry of [...validBundleEntries("demo"), { name: longName, content: "bc" }]) {
+        if (entry.type === "directory") continue;
+        await mkdir(dirname(join(dir, "tree", entry.name)), { recursive: true });
+        await writeFile(join(dir, "tree", entry.name), entry.content ?? "");
+      }
+      await execa("tar", [`--format=${format}`, "-cf", join(dir, "bundle.tar"), "-C", join(dir, "tree"), "lib", "share"]);
+      const bytes = await readFile(join(dir, "bundle.tar"));
+      expect(bytes.length % 10240).toBe(0);
+      const manifest = await inspectBundle(chunksOf(bytes), "demo", limits);
+      expect(manifest.libraries).toEqual(["demo"]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  /** A bundle of extension `name` whose control file loads `modulePath`, plus `extra`. */
+  const bundleLoading = (name: string, modulePath: string, extra: RawEntry[]): RawEntry[] => [
+    { name: `share/extension/${name}.control`, content: `default_version = '1.0'\nmodule_pathname = '${modulePath}'\n` },
+    { name: `share/extension/${name}--1.0.sql`, content: "-- x\n" },
+    ...extra,
+  ];
+
+  it.each([
+    ["another extension's library", "lib/hstore.so"],
+    ["another extension's bitcode", "lib/bitcode/hstore/hstore_io.bc"],
+    ["a library prefixed with the extension's name", "lib/shadow_hstore.so"],
+  ])("rejects %s, so no approved bundle replaces it on computes", async (_, file) => {
+    const error = await rejection(bundleLoading("shadow", "$libdir/shadow", [{ name: file, content: "x" }]), "shadow");
+    expect(error.rejection).toBe("invalid");
+    expect(error.entry).toBe(file);
+    expect(error.message).toMatch(/is not extension "shadow"'s/);
+  });
+
+  it("rejects a library of the Postgres install even when module_pathname names it", async () => {
+    const error = await rejection(bundleLoading("shadow", "$libdir/plpgsql", [{ name: "lib/plpgsql.so", content: "x" }]), "shadow");
+    expect(error.entry).toBe("lib/plpgsql.so");
+    expect(error.message).toMatch(/library "plpgsql" is part of the Postgres install/);
+  });
+
+  it("rejects a bundle of the Postgres install's own extension plpgsql", async () => {
+    const error = await rejection(bundleLoading("plpgsql", "$libdir/plpgsql", []), "plpgsql");
+    expect(error.entry).toBe("share/extension/plpgsql.control");
+    expect(error.message).toMatch(/extension "plpgsql" is part of the Postgres install/);
+  });
+
+  it("rejects a file under lib/ that is neither a library nor its bitcode", async () => {
+    const error = await rejection([...validBundleEntries("demo"), { name: "lib/pkgconfig/demo.pc", content: "x" }]);
+    expect(error.entry).toBe("lib/pkgconfig/demo.pc");
+    expect(error.message).toMatch(/lib\/ holds only libraries/);
+  });
+
+  it.each([
+    ["another extension's dictionary", "shadow", "share/tsearch_data/unaccent.rules", /does not belong to extension "shadow"/],
+    ["a stop-word file of the Postgres install", "english", "share/tsearch_data/english.stop", /is a file of the Postgres install/],
+    ["another extension's contrib folder", "shadow", "share/contrib/postgis-3.4/legacy.sql", /does not belong to extension "shadow"/],
+  ])("rejects %s under share/", async (_, name, file, message) => {
+    const error = await rejection([...validBundleEntries(name), { name: file, content: "x" }], name);
+    expect(error.entry).toBe(file);
+    expect(error.message).toMatch(message);
+  });
+
+  it("accepts what real packages carry: a library named by module_pathname, versioned libraries and folders, own data files", async () => {
+    const intarray = await inspect(bundleLoading("intarray", "$libdir/_int", [{ name: "lib/_int.so", content: "x" }]), "intarray");
+    expect(intarray.libraries).toEqual(["_int"]);
+    const postgis = await inspect(
+      bundleLoading("postgis", "$libdir/postgis-3", [
+        { name: "lib/postgis-3.so", content: "x" },
+        { name: "lib/bitcode/postgis-3.index.bc", content: "x" },
+        { name: "lib/bitcode/postgis-3/lwgeom.bc", content: "x" },
+        { name: "share/contrib/postgis-3.4/spatial_ref_sys.sql", content: "x" },
+      ]),
+      "postgis",
+    );
+    expect(postgis.libraries).toEqual(["postgis-3"]);
+    const unaccent = await inspect([...validBundleEntries("unaccent"), { name: "share/tsearch_data/unaccent.rules", content: "x" }], "unaccent");
+    expect(unaccent.libraries).toEqual(["unaccent"]);
   });
 });

@@ -59,7 +59,7 @@ describe("ExtensionStore node-local cache", () => {
   /** Publishes and approves a fresh ~200 KiB bundle; returns its sha256 and a token for it. */
   async function approvedBundle(): Promise<{ sha256: string; token: string }> {
     const name = `cached${counter++}`;
-    const bytes = rawTar([...validBundleEntries(name), { name: "lib/payload.so", content: randomBytes(bundleBytes - 4096) }]);
+    const bytes = rawTar([...validBundleEntries(name), { name: `lib/bitcode/${name}/payload.bc`, content: randomBytes(bundleBytes - 4096) }]);
     const { extension } = await h.admin.publishExtension(publishRequests(publicHeader(name), bytes));
     const sha256 = extension!.sha256;
     await h.admin.reviewExtension({ name, sha256, decision: ReviewDecision.APPROVE });

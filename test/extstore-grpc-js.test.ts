@@ -52,7 +52,7 @@ describe("ExtensionStore with the @grpc/grpc-js client", () => {
   }
 
   it("publishes as a client stream, reviews, issues a token and downloads as a server stream", async () => {
-    const bytes = rawTar([...validBundleEntries("grpcjs"), { name: "lib/blob.so", content: Buffer.alloc(2_500_000, 7) }]);
+    const bytes = rawTar([...validBundleEntries("grpcjs"), { name: "lib/bitcode/grpcjs/blob.bc", content: Buffer.alloc(2_500_000, 7) }]);
     const admin = await bearer("admin");
     const published = await new Promise<{ extension: { sha256: string; reviewState: string } }>((done, fail) => {
       const call = client.PublishExtension(admin, (error, response) => (error ? fail(error) : done(response!)));

@@ -70,7 +70,7 @@ describe("ExtensionStore publish stream", () => {
   });
 
   it("refuses a bundle over --max-bundle-bytes with RESOURCE_EXHAUSTED and keeps nothing", async () => {
-    const bytes = rawTar([...validBundleEntries("demo"), { name: "lib/big.so", content: Buffer.alloc(60 * 1024) }]);
+    const bytes = rawTar([...validBundleEntries("demo"), { name: "lib/bitcode/demo/big.bc", content: Buffer.alloc(60 * 1024) }]);
     expect(bytes.length).toBeGreaterThan(64 * 1024);
     expect(await codeOf(store.publish(messages(publishRequests(publicHeader("demo"), bytes)), undefined))).toBe("ResourceExhausted");
     expect(await readdir(spoolDir)).toEqual([]);

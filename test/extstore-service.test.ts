@@ -106,6 +106,8 @@ describe.each<Backend>(["local", "s3"])("ExtensionStore on the %s blob store", (
       ["a symlink to /etc/passwd", { name: "share/extension/passwd", type: "symlink", linkname: "/etc/passwd" }],
       ["a device node", { name: "lib/mem", type: "character-device" }],
       ["a duplicate name", { name: "lib/evil.so", content: "x" }],
+      ["another extension's library", { name: "lib/hstore.so", content: "x" }],
+      ["a library of the Postgres install", { name: "lib/plpgsql.so", content: "x" }],
     ])("refuses %s with INVALID_ARGUMENT naming the entry and stores nothing", async (_, bad) => {
       const extra = bad.name === "lib/evil.so" ? [bad, { ...bad, content: "y" }] : [bad];
       const error = await refusedWithoutChange(
@@ -114,6 +116,29 @@ describe.each<Backend>(["local", "s3"])("ExtensionStore on the %s blob store", (
       );
       expect(error.rawMessage).toContain(JSON.stringify(bad.name));
       expect(error.rawMessage).toMatch(/nothing was stored/);
+    });
+
+    it("refuses a library that module_pathname names after another extension published here, and stores nothing", async () => {
+      await publishApproved("owned");
+      const shadow = rawTar([
+        { name: "share/extension/shadow.control", content: "default_version = '1.0'\nmodule_pathname = '$libdir/owned'\n" },
+        { name: "share/extension/shadow--1.0.sql", content: "-- shadow\n" },
+        { name: "lib/owned.so", content: "not owned's library" },
+      ]);
+      await refusedWithoutChange(
+        () => publish(publicHeader("shadow"), shadow),
+        Code.InvalidArgument,
+        /"lib\/owned.so" refused: library "owned" belongs to extension "owned", published in this store/,
+      );
+    });
+
+    it("refuses tar data after the end-of-archive marker with INVALID_ARGUMENT, and stores nothing", async () => {
+      const hidden = rawTar([{ name: "share/extension/trailer--2.0.sql", content: "-- after the end\n" }]);
+      await refusedWithoutChange(
+        () => publish(publicHeader("trailer"), Buffer.concat([bundle("trailer"), hidden])),
+        Code.InvalidArgument,
+        /"share\/extension\/trailer--2.0.sql" refused: it comes after the end-of-archive marker/,
+      );
     });
 
     it("refuses a huge declared size with RESOURCE_EXHAUSTED before reading it, and stores nothing", async () => {
@@ -239,14 +264,14 @@ describe.each<Backend>(["local", "s3"])("ExtensionStore on the %s blob store", (
 
     it("indexes the newest approved bundle per extension, with control files inline and a library map", async () => {
       await publishApproved("xi");
-      const newer = await publishApproved("xi", publicHeader("xi"), [{ name: "lib/xi_extra.so", content: "x" }]);
+      const newer = await publishApproved("xi", publicHeader("xi"), [{ name: "lib/xi-2.so", content: "x" }]);
       await publish(publicHeader("xi"), bundle("xi")); // pending: never indexed
       const index = await h.controlPlane.getComputeIndex({ tenantId: "t1", pgMajor: 15 });
       const xi = index.extensions.find((e) => e.name === "xi")!;
       expect(xi.bundle!.sha256).toBe(newer.sha256);
       expect(xi.controlFiles.map((c) => c.name)).toEqual(["xi.control"]);
       expect(xi.controlFiles[0]!.content).toContain("module_pathname = '$libdir/xi'");
-      expect(index.libraryIndex).toMatchObject({ xi: "xi", xi_extra: "xi" });
+      expect(index.libraryIndex).toMatchObject({ xi: "xi", "xi-2": "xi" });
       const none = await h.controlPlane.getComputeIndex({ tenantId: "t1", pgMajor: 14 });
       expect(none.extensions.map((e) => e.name)).not.toContain("xi");
     });
@@ -274,7 +299,7 @@ describe.each<Backend>(["local", "s3"])("ExtensionStore on the %s blob store", (
 
   describe("download tokens and download", () => {
     it("streams an approved bundle to a token naming it: info first, then chunks of at most 1 MiB", async () => {
-      const big: RawEntry = { name: "lib/rho_big.so", content: randomBytes(3 * 1024 * 1024 + 17) };
+      const big: RawEntry = { name: "lib/bitcode/rho/big.bc", content: randomBytes(3 * 1024 * 1024 + 17) };
       const { bytes, sha256 } = await publishApproved("rho", publicHeader("rho"), [big]);
       const download = await collectDownload(h.anonymous.downloadBundle({ sha256, downloadToken: await token("t1", [sha256]) }));
       expect(download.first?.msg.case).toBe("info");

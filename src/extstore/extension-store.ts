@@ -43,6 +43,7 @@ import {
   type RevokeExtensionRequest,
   type RevokeExtensionResponse,
 } from "../../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
+import { quoteInput } from "../errors/index.js";
 import { splitChunks } from "../server/index.js";
 import { buildComputeIndex, remoteExtensionsJson, usableBy } from "./compute-index.js";
 import { parseControlFile } from "./control-file.js";
@@ -126,6 +127,7 @@ export class ExtensionStore {
           Code.InvalidArgument,
         );
       }
+      await this.checkNoOtherExtensionsLibrary(header.name, received);
       const existing = await this.catalog.getEntry(header.name, received.sha256);
       if (existing !== undefined) {
         return create(PublishExtensionResponseSchema, { extension: toExtensionVersion(existing), alreadyExisted: true });
@@ -333,6 +335,24 @@ export class ExtensionStore {
     yield create(DownloadBundleResponseSchema, { msg: { case: "info", value: { extension: toExtensionVersion(entry) } } });
     for await (const chunk of splitChunks(object.body)) {
       yield create(DownloadBundleResponseSchema, { msg: { case: "chunk", value: chunk } });
+    }
+  }
+
+  /**
+   * A library the bundle may carry by its control file's module_pathname is
+   * still not its own when another extension published here has that name
+   * (a bundle "shadow" loading '$libdir/hstore' may not ship hstore.so).
+   */
+  private async checkNoOtherExtensionsLibrary(name: string, received: ReceivedBundle): Promise<void> {
+    const checked = new Set<string>([name]);
+    for (const { entryName, library } of received.manifest.libraryFiles) {
+      if (checked.has(library)) continue;
+      checked.add(library);
+      if (!(await this.catalog.extensionExists(library))) continue;
+      throw new ConnectError(
+        `extension "${name}": bundle entry ${quoteInput(entryName)} refused: library "${library}" belongs to extension "${library}", published in this store; a bundle carries only its own extension's libraries; nothing was stored`,
+        Code.InvalidArgument,
+      );
     }
   }
 

@@ -1,8 +1,10 @@
 import { once } from "node:events";
 import * as tar from "tar-stream";
 import { classifyBundleEntry } from "./bundle-entry-rules.js";
+import { checkLibraryOwners, checkOwnFile, libraryOfPath } from "./bundle-ownership.js";
 import { BundleRejectedError } from "./extension-store-errors.js";
 import { quoteInput } from "../errors/index.js";
+import { checkTarFraming } from "./tar-framing.js";
 
 /** Size limits a bundle is checked against. */
 export interface BundleLimits {
@@ -25,12 +27,16 @@ export interface BundleManifest {
   readonly controlFiles: readonly BundleControlFile[];
   /** lib/*.so files, without directory and suffix, sorted. */
   readonly libraries: readonly string[];
+  /** Every file under lib/ (libraries and their bitcode) with the library it belongs to. */
+  readonly libraryFiles: readonly { readonly entryName: string; readonly library: string }[];
   readonly entryCount: number;
 }
 
 /**
- * Reads a tar stream to its end and checks every entry: regular files and
- * directories only, inside the bundle layout (see classifyBundleEntry), no
+ * Reads a tar stream to its end and checks its framing (TarFraming) and
+ * every entry: regular files and directories only, inside the bundle layout
+ * (see classifyBundleEntry), files of its own extension only (see
+ * bundle-ownership.ts; libraries once its control files are read), no
  * duplicates, sizes within the limits (a declared size is refused before its
  * bytes are read), and `share/extension/<extensionName>.control` present.
  * Throws BundleRejectedError naming the entry at fault.
@@ -44,7 +50,7 @@ export async function inspectBundle(
   const entries = readEntries(extract, extensionName, limits);
   entries.catch(() => undefined); // awaited below; a failure also stops the writer
   try {
-    for await (const chunk of source) {
+    for await (const chunk of checkTarFraming(source)) {
       if (!extract.write(chunk)) await Promise.race([once(extract, "drain"), entries]);
     }
     extract.end(undefined); // streamx types want an argument
@@ -69,6 +75,7 @@ async function readEntries(extract: tar.Extract, extensionName: string, limits: 
   const seen: SeenPaths = { entries: new Set(), kinds: new Map() };
   const controlFiles: BundleControlFile[] = [];
   const libraries: string[] = [];
+  const libraryFiles: { entryName: string; library: string }[] = [];
   let declaredBytes = 0;
   let entryCount = 0;
   try {
@@ -82,8 +89,10 @@ async function readEntries(extract: tar.Extract, extensionName: string, limits: 
       const isDirectory = header.type === "directory";
       const kind = classifyBundleEntry(header.name, isDirectory);
       checkNotSeen(seen, header.name, kind.path, isDirectory);
-      checkOwnExtensionFile(header.name, kind.path, extensionName);
       if (!isDirectory) {
+        checkOwnFile(header.name, kind.path, extensionName);
+        const library = libraryOfPath(kind.path);
+        if (library !== undefined) libraryFiles.push({ entryName: header.name, library });
         if (header.size > limits.maxFileBytes) {
           throw new BundleRejectedError(
             "too_large",
@@ -121,25 +130,8 @@ async function readEntries(extract: tar.Extract, extensionName: string, limits: 
     throw new BundleRejectedError("invalid", undefined, `it is not a valid tar stream (${(error as Error).message})`);
   }
   if (entryCount === 0) throw new BundleRejectedError("invalid", undefined, "the tar stream holds no entries");
-  return { controlFiles, libraries: [...new Set(libraries)].sort(), entryCount };
-}
-
-/**
- * A bundle ships only its own extension's files under share/extension/
- * (<name>.control, <name>--*.sql, <name>--*.control …): otherwise an approved
- * bundle could lay down, on every compute, the control file or scripts of
- * another extension. Publish other extensions as bundles of their own.
- */
-function checkOwnExtensionFile(entryName: string, path: string, extensionName: string): void {
-  const match = /^share\/extension\/([^/]+)$/.exec(path);
-  if (match === null) return;
-  const file = match[1]!;
-  if (file.startsWith(`${extensionName}--`) || file.startsWith(`${extensionName}.`)) return;
-  throw new BundleRejectedError(
-    "invalid",
-    entryName,
-    `it does not belong to extension "${extensionName}"; share/extension/ may hold only ${extensionName}.control and ${extensionName}--* files (publish other extensions as their own bundles)`,
-  );
+  checkLibraryOwners(libraryFiles, extensionName, controlFiles.map((c) => c.content));
+  return { controlFiles, libraries: [...new Set(libraries)].sort(), libraryFiles, entryCount };
 }
 
 function checkType(header: tar.Header): void {

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { basename, join, relative, sep } from "node:path";
 import { execa } from "execa";
 import { classifyBundleEntry } from "./bundle-entry-rules.js";
+import { foreignFileReason, libraryOfPath, ownLibraries } from "./bundle-ownership.js";
 import { parseControlFile } from "./control-file.js";
 import type { BundleFile } from "./deterministic-tar.js";
 
@@ -29,7 +30,7 @@ export class PackError extends Error {
  * Other files (docs, binaries) are left out. Symlinks inside the package are
  * replaced by their targets' contents; ones leading outside it are refused.
  * The extension name is that of its control file (`name` when several; the
- * other extensions' share/extension/ files are then left out).
+ * other extensions' files and libraries are then left out).
  */
 export async function packSourceFromDeb(debPath: string, pgMajor: number, name?: string): Promise<PackSource> {
   const root = await mkdtemp(join(tmpdir(), "pgmesh-pack-deb-"));
@@ -49,7 +50,7 @@ export async function packSourceFromDeb(debPath: string, pgMajor: number, name?:
       );
     }
     const described = await describe(files, name);
-    return { ...described, files: files.filter((f) => belongsTo(f.path, described.name)), dispose };
+    return { ...described, files: await ownFiles(files, described.name), dispose };
   } catch (error) {
     await dispose();
     throw error;
@@ -60,7 +61,8 @@ export async function packSourceFromDeb(debPath: string, pgMajor: number, name?:
  * Takes an extension installed in a Postgres install (pg_config): its control
  * file(s) <name>.control and <name>--*.control, its scripts <name>--*.sql,
  * and the libraries it loads — module_pathname and every '$libdir/x' its
- * scripts name — with their LLVM bitcode when present.
+ * scripts name, when they are its own (bundle-ownership.ts) — with their
+ * LLVM bitcode when present.
  */
 export async function packSourceFromPgConfig(name: string, pgConfig = "pg_config"): Promise<PackSource> {
   const { stdout } = await execa(pgConfig, ["--sharedir", "--pkglibdir"]);
@@ -90,13 +92,25 @@ export async function packSourceFromPgConfig(name: string, pgConfig = "pg_config
       files.push(...(await filesUnder(pkglibdir!, join(bitcodeDir, library), `lib/bitcode/${library}`)));
     }
   }
-  return { ...(await describe(files, name)), files, dispose: async () => undefined };
+  return { ...(await describe(files, name)), files: await ownFiles(files, name), dispose: async () => undefined };
 }
 
-/** Whether a bundle path may ship in extension `name`'s bundle: share/extension/ files must be its own. */
-function belongsTo(path: string, name: string): boolean {
-  const match = /^share\/extension\/([^/]+)$/.exec(path);
-  return match === null || match[1]!.startsWith(`${name}--`) || match[1]!.startsWith(`${name}.`);
+/**
+ * The files that are extension `name`'s own (bundle-ownership.ts): the
+ * store refuses a bundle with any other, so another extension's files and
+ * libraries in the same package, or a library of another extension its
+ * scripts load, are left out.
+ */
+async function ownFiles(files: readonly BundleFile[], name: string): Promise<BundleFile[]> {
+  const control = `share/extension/${name}.control`;
+  const reason = foreignFileReason(control, name);
+  if (reason !== undefined) throw new PackError(`cannot pack extension "${name}": ${reason}`);
+  const controls = files.filter((f) => f.path.endsWith(".control") && foreignFileReason(f.path, name) === undefined);
+  const owns = ownLibraries(name, await Promise.all(controls.map((f) => readFile(f.source, "utf8"))));
+  return files.filter((f) => {
+    const library = libraryOfPath(f.path);
+    return library === undefined ? foreignFileReason(f.path, name) === undefined : owns(library);
+  });
 }
 
 function libraryName(modulePath: string): string {
