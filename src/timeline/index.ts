@@ -1,0 +1,32 @@
+export {
+  claimNextGeneration, listGenerations, successorOf, writeGenerationStart,
+  type GenerationClaim, type Generations,
+} from "./generations.js";
+export { DB_IN_PRODUCTION, DB_SHUTDOWNED, markCrashed, readControlFile, type ControlFile } from "./pg-control.js";
+export { listPgdataFiles, type PgdataFile } from "./pgdata-files.js";
+export { planRestore, type RestorePlan } from "./restore-plan.js";
+export {
+  listSnapshots, readSnapshotManifest, writeSnapshotManifest,
+  type Snapshot, type SnapshotFileEntry, type SnapshotManifest,
+} from "./snapshot-manifest.js";
+export {
+  defaultChunkBytes, layDownPgdataFiles, uploadPgdataFiles,
+  type FileChunkCache, type TransferOptions, type UploadedFiles,
+} from "./snapshot-transfer.js";
+export { storeCall, TimelineError } from "./timeline-error.js";
+export {
+  describeTimeline, fileChunkKey, generationKey, generationStartKey, lsnHex, parseGenerationKey, parseSnapshotKey,
+  parseWalChunkKey, snapshotKey, snapshotsPrefix, timelineIdPattern, timelineMetaKey, timelinePrefix, timelinesPrefix,
+  walChunkKey, walPrefix, type SnapshotName, type TimelineRef, type WalChunkName,
+} from "./timeline-keys.js";
+export {
+  createTimelineMeta, readTimelineMeta, requireTimelineMeta, timelineMetaToJson,
+  type TimelineAncestor, type TimelineMeta,
+} from "./timeline-meta.js";
+export {
+  bootstrapTimeline, restoreTimeline, shutdownCheckpointOf, takeShutdownSnapshot, walSegmentBytesOf,
+} from "./timeline-snapshots.js";
+export { listWalChunks, putWalChunk, readWalChunk, type WalChunk } from "./wal-chunks.js";
+export { resolveHistory, type ResolveHistoryOptions, type TimelineHistory, type WalPiece } from "./wal-history.js";
+export { endOfLastRecord, layDownWal, truncateWalAfter, type WalLayout } from "./wal-laydown.js";
+export { WalShipper, type WalShipperOptions } from "./wal-shipper.js";
