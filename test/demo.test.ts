@@ -65,6 +65,21 @@ describe("the main job (pgmesh-demo)", () => {
     }
   });
 
+  it("has every service serve Prometheus metrics on /metrics: process, Node and per-RPC", async () => {
+    const servicesLine = /services: +(.*)/.exec(output)![1]!;
+    const services = Object.fromEntries([...servicesLine.matchAll(/([a-z-]+) (http:\/\/[\d.]+:\d+)/g)].map((m) => [m[1]!, m[2]!]));
+    expect(Object.keys(services).sort()).toEqual(["compute-ctl", "epufs", "extension-store", "walredo"]);
+    const scrapes = Object.fromEntries(
+      await Promise.all(Object.entries(services).map(async ([name, url]) => [name, await (await fetch(`${url}/metrics`)).text()] as const)),
+    );
+    for (const text of Object.values(scrapes)) {
+      expect(text).toMatch(/^process_cpu_user_seconds_total \d/m);
+      expect(text).toContain("# TYPE grpc_server_handled_total counter");
+    }
+    expect(scrapes["extension-store"]).toMatch(/grpc_server_handled_total\{[^}]*grpc_method="PublishExtension",grpc_code="OK"\} \d/);
+    expect(scrapes["compute-ctl"]).toContain('pgmesh_compute_state{state="running"} 1');
+  });
+
   it("stops everything on Ctrl-C and saves the endpoint's files to Epufs", async () => {
     demo.kill("SIGINT");
     const [code] = await once(demo, "exit");

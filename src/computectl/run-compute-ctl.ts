@@ -6,7 +6,6 @@ import { compileComputeCtlOptions, type ComputeCtlOptions } from "./compute-ctl-
 import { createComputeCtlService } from "./compute-ctl-service.js";
 import type { ComputeExtensions } from "./compute-extensions.js";
 import { createComputeMetrics } from "./compute-metrics.js";
-import { createComputeCtlRoutes } from "./http-routes.js";
 
 export interface RunComputeCtlOptions extends ComputeCtlOptions {
   /** Listen host (default 127.0.0.1). */
@@ -45,7 +44,8 @@ export async function runComputeCtl(options: RunComputeCtlOptions): Promise<Comp
     services: [serviceOf({ service: ComputeCtlService, impl: createComputeCtlService(compute) })],
     auth: options.auth,
     logger: options.logger,
-    fallback: createComputeCtlRoutes(metrics, options.extensions),
+    metrics,
+    ...(options.extensions ? { fallback: options.extensions.httpHandler, httpRoutes: ["/extension_server/"] } : {}),
   });
   compute.begin(`${loopbackFor(server.address.host)}:${server.address.port}`);
   let closing: Promise<void> | undefined;

@@ -5,9 +5,10 @@ import { createEpufsHandlers } from "./epufs-handlers.js";
 import { createEpufsHttpRoutes } from "./epufs-http-routes.js";
 
 /** What a server needs to serve Epufs: the gRPC service and the RFC's HTTP routes, with the same auth. */
-export function epufsServerParts(epufs: Epufs, auth: ServerAuth): Pick<ServerOptions, "services" | "fallback"> {
+export function epufsServerParts(epufs: Epufs, auth: ServerAuth): Pick<ServerOptions, "services" | "fallback" | "httpRoutes"> {
   return {
     services: [serviceOf({ service: EpufsService, impl: createEpufsHandlers(epufs) })],
     fallback: createEpufsHttpRoutes(epufs, auth),
+    httpRoutes: ["/tenants/"],
   };
 }

@@ -4,6 +4,7 @@ import { codeToString } from "@connectrpc/connect/protocol-connect";
 import type { Logger } from "pino";
 import { claimsKey } from "../auth/index.js";
 import { peerKey } from "./call-context.js";
+import { observeCall } from "./observe-call.js";
 
 const serverFaults = new Set([Code.Internal, Code.Unknown, Code.DataLoss]);
 
@@ -38,32 +39,6 @@ export function createLogInterceptor(logger: Logger, quietServices: ReadonlySet<
         logger.info({ ...fields, code, message: error.rawMessage }, "call");
       }
     };
-    let res;
-    try {
-      res = await next(req);
-    } catch (err) {
-      log(err);
-      throw err;
-    }
-    if (!res.stream) {
-      log(undefined);
-      return res;
-    }
-    const messages = res.message;
-    return {
-      ...res,
-      message: (async function* () {
-        let outcome: unknown = new ConnectError("client went away", Code.Canceled);
-        try {
-          yield* messages;
-          outcome = undefined;
-        } catch (err) {
-          outcome = err;
-          throw err;
-        } finally {
-          log(outcome);
-        }
-      })(),
-    };
+    return observeCall(next, req, log);
   };
 }

@@ -3,6 +3,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { DescService } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
+import type { Registry } from "prom-client";
 import type { TokenVerifier } from "../auth/index.js";
 import { checkHttp2WindowBytes, defaultHttp2WindowBytes } from "./http2-window.js";
 
@@ -23,7 +24,7 @@ export function serviceOf<S extends DescService>(registration: ServiceRegistrati
 export type ServerAuth = { readonly verifier: TokenVerifier } | { readonly insecure: true };
 
 /**
- * Plain HTTP routes served next to the RPCs (REST paths, /metrics, ...).
+ * Plain HTTP routes served next to the RPCs (REST paths, the compute hook's route, ...).
  * Return true when the request was handled, false to let the server answer 404.
  */
 export type FallbackHandler = (
@@ -40,6 +41,13 @@ export interface ServerOptions {
   readonly auth: ServerAuth;
   readonly logger: Logger;
   readonly fallback?: FallbackHandler;
+  /**
+   * Path prefixes the fallback serves ("/tenants/"): the route label of the
+   * plain HTTP metrics; other paths count as "other". /metrics is the server's own.
+   */
+  readonly httpRoutes?: readonly string[];
+  /** The service's own metrics, served on GET /metrics with the server's request and process metrics. */
+  readonly metrics?: Registry;
   /** Largest message a client may send, in bytes (default 4 MiB). */
   readonly readMaxBytes?: number;
   /** Largest message the server sends, in bytes (default 4 MiB). */
@@ -62,6 +70,8 @@ export interface CompiledServerOptions {
   readonly auth: ServerAuth;
   readonly logger: Logger;
   readonly fallback: FallbackHandler | undefined;
+  readonly httpRoutes: readonly string[];
+  readonly metrics: Registry | undefined;
   readonly readMaxBytes: number;
   readonly writeMaxBytes: number;
   readonly maxTimeoutMs: number | undefined;
@@ -94,6 +104,8 @@ export function compileServerOptions(options: ServerOptions): CompiledServerOpti
     auth: options.auth,
     logger: options.logger,
     fallback: options.fallback,
+    httpRoutes: options.httpRoutes ?? [],
+    metrics: options.metrics,
     readMaxBytes: positive("readMaxBytes", options.readMaxBytes ?? 4 * MiB),
     writeMaxBytes: positive("writeMaxBytes", options.writeMaxBytes ?? 4 * MiB),
     maxTimeoutMs: options.maxTimeoutMs === undefined ? undefined : positive("maxTimeoutMs", options.maxTimeoutMs),

@@ -3,6 +3,7 @@ import { createServer as createHttp2Server, type Http2ServerRequest, type Http2S
 import { createServer as createNetServer, type AddressInfo } from "node:net";
 import { Code, ConnectError, createContextValues, type ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Registry } from "prom-client";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import * as reflectionV1 from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import * as reflectionV1alpha from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
@@ -14,8 +15,12 @@ import { DescriptorIndex } from "./descriptor-index.js";
 import { createErrorInterceptor } from "./error-interceptor.js";
 import { createHealthService, HealthBoard } from "./health-service.js";
 import { createLogInterceptor } from "./log-interceptor.js";
+import { createMetricsInterceptor } from "./metrics-interceptor.js";
+import { httpRouteOf, observeHttpRequest } from "./observe-http-request.js";
+import { processMetrics } from "./process-metrics.js";
 import { sniffProtocol } from "./protocol-sniffer.js";
 import { createReflectionV1, createReflectionV1alpha } from "./reflection-service.js";
+import { ServerMetrics } from "./server-metrics.js";
 import { compileServerOptions, type ServerOptions } from "./server-options.js";
 import { quoteInput } from "../errors/index.js";
 
@@ -73,6 +78,10 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
     for (const m of service.methods) publicMethods.add(`${service.typeName}/${m.name}`);
   }
 
+  const metrics = new ServerMetrics();
+  const scraped = Registry.merge([processMetrics(), metrics.registry, ...(opts.metrics ? [opts.metrics] : [])]);
+  const httpRoutes = ["/metrics", ...opts.httpRoutes];
+
   const shutdown = new AbortController();
   const handler = connectNodeAdapter({
     routes(router: ConnectRouter) {
@@ -83,6 +92,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
     },
     interceptors: [
       createLogInterceptor(logger, new Set(builtIn.map((s) => s.typeName))),
+      createMetricsInterceptor(metrics),
       createErrorInterceptor(),
       createAuthInterceptor(opts.auth, publicMethods),
     ],
@@ -97,7 +107,10 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
     fallback: (req, res) => void serveFallback(req, res as AnyResponse),
   });
 
+  /** GET /metrics (Prometheus text), then the options' routes, else 404; one log line and metrics per request. */
   async function serveFallback(req: AnyRequest, res: AnyResponse): Promise<void> {
+    const route = httpRouteOf((req.url ?? "/").split("?")[0]!, httpRoutes);
+    observeHttpRequest(req, res, { logger, metrics, route, quiet: route === "/metrics" });
     if (!URL.canParse(req.url ?? "/", "http://localhost")) {
       // Routes parse the target as a URL; one that is not (e.g. "http://host:99999/x") is the client's error.
       res.writeHead(400, { "content-type": "text/plain; charset=utf-8" });
@@ -105,6 +118,12 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
       return;
     }
     try {
+      if (route === "/metrics" && req.method === "GET") {
+        const body = await scraped.metrics();
+        res.writeHead(200, { "content-type": scraped.contentType });
+        res.end(body);
+        return;
+      }
       if (opts.fallback && (await opts.fallback(req, res))) return;
       if (!res.headersSent) {
         res.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
