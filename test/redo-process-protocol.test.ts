@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
-  decodeBufferTag, encodeBufferTag, encodePing, encodeRedoRequest, PageReplyDecoder, PAGE_SIZE, RedoProtocolError, type BufferTag,
+  checkRedoRequest, decodeBufferTag, encodeBufferTag, encodePing, encodeRedoRequest, PageReplyDecoder, PAGE_SIZE, RedoProtocolError, type BufferTag,
 } from "../src/walredo/redo-protocol.js";
 
 const tag: BufferTag = { forkNumber: 2, spcNode: 1663, dbNode: 0x01020304, relNode: 0xfffffffe, blockNumber: 7 };
@@ -54,9 +54,9 @@ describe("walredo frames", () => {
   });
 
   it("rejects a base image that is not a page and a record shorter than its header", () => {
-    expect(() => encodeRedoRequest({ tag, baseImage: new Uint8Array(8191), records: [] })).toThrow(/8191 bytes; a page has 8192/);
-    expect(() => encodeRedoRequest({ tag, records: [{ endLsn: 1n, record: new Uint8Array(10) }] })).toThrow(/record 0: 10 bytes/);
-    expect(() => encodeRedoRequest({ tag, records: [{ endLsn: 0n, record: fakeRecord(24) }] })).toThrow(/end LSN 0/);
+    expect(() => checkRedoRequest({ tag, baseImage: new Uint8Array(8191), records: [] })).toThrow(/8191 bytes; a page has 8192/);
+    expect(() => checkRedoRequest({ tag, records: [{ endLsn: 1n, record: new Uint8Array(10) }] })).toThrow(/record 0: 10 bytes/);
+    expect(() => checkRedoRequest({ tag, records: [{ endLsn: 0n, record: fakeRecord(24) }] })).toThrow(/end LSN 0/);
   });
 });
 

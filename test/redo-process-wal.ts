@@ -6,6 +6,7 @@
 import { open } from "node:fs/promises";
 import path from "node:path";
 import { execa } from "execa";
+import { computeRecordCrc } from "../src/wal/index.js";
 import type { BufferTag, WalRecord } from "../src/walredo/redo-protocol.js";
 
 const WAL_PAGE = 8192;
@@ -132,40 +133,54 @@ export function maskHeapHints(page: Uint8Array): Buffer {
   return masked;
 }
 
-const CRC32C_TABLE = Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0x82f63b78 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-
-function crc32c(crc: number, bytes: Uint8Array): number {
-  for (const b of bytes) crc = CRC32C_TABLE[(crc ^ b) & 0xff]! ^ (crc >>> 8);
-  return crc;
+/** One block reference of a crafted record. */
+export interface CraftedBlock {
+  readonly tag: BufferTag;
+  readonly data?: Uint8Array;
+  /** A full-page image: its bytes (the page without the hole) and where the hole is; flags BKPIMAGE_HAS_HOLE and BKPIMAGE_APPLY are set. */
+  readonly image?: { readonly bytes: Uint8Array; readonly holeOffset: number };
 }
 
 /**
- * A hand-made WAL record with a valid CRC: one block reference to `tag`
- * (optionally with block data) and optional main data. For tests that need
- * a record Postgres's own redo rejects.
+ * A hand-made WAL record with a valid CRC: block references numbered from 0
+ * (each with its own relation), then optional main data. For tests that need
+ * a record Postgres's own redo, or validation, rejects.
  */
-export function craftRecord(rmid: number, info: number, tag: BufferTag, blockData: Uint8Array, mainData: Uint8Array): Uint8Array {
-  const blockHeader = 1 + 1 + 2 + 12 + 4;
+export function craftBlocksRecord(rmid: number, info: number, blocks: readonly CraftedBlock[], mainData: Uint8Array): Uint8Array {
+  const headers = blocks.reduce((n, b) => n + 1 + 1 + 2 + (b.image ? 5 : 0) + 12 + 4, 0);
+  const payload = blocks.reduce((n, b) => n + (b.image?.bytes.length ?? 0) + (b.data?.length ?? 0), 0);
   const mainHeader = mainData.length > 0 ? 2 : 0;
-  const total = 24 + blockHeader + mainHeader + blockData.length + mainData.length;
+  const total = 24 + headers + mainHeader + payload + mainData.length;
   const bytes = new Uint8Array(total);
   const view = new DataView(bytes.buffer);
   view.setUint32(0, total, true); // xl_tot_len
   view.setUint8(16, info);
   view.setUint8(17, rmid);
   let at = 24;
-  bytes[at++] = 0; // block id 0
-  bytes[at++] = tag.forkNumber | (blockData.length > 0 ? 0x20 : 0); // BKPBLOCK_HAS_DATA
-  view.setUint16(at, blockData.length, true); at += 2;
-  for (const v of [tag.spcNode, tag.dbNode, tag.relNode, tag.blockNumber]) { view.setUint32(at, v, true); at += 4; }
+  blocks.forEach((b, id) => {
+    const data = b.data ?? new Uint8Array(0);
+    bytes[at++] = id;
+    bytes[at++] = b.tag.forkNumber | (data.length > 0 ? 0x20 : 0) | (b.image ? 0x10 : 0); // BKPBLOCK_HAS_DATA, BKPBLOCK_HAS_IMAGE
+    view.setUint16(at, data.length, true); at += 2;
+    if (b.image) {
+      view.setUint16(at, b.image.bytes.length, true);
+      view.setUint16(at + 2, b.image.holeOffset, true);
+      bytes[at + 4] = (b.image.bytes.length < 8192 ? 0x01 : 0) | 0x02; // BKPIMAGE_HAS_HOLE, BKPIMAGE_APPLY
+      at += 5;
+    }
+    for (const v of [b.tag.spcNode, b.tag.dbNode, b.tag.relNode, b.tag.blockNumber]) { view.setUint32(at, v, true); at += 4; }
+  });
   if (mainHeader) { bytes[at++] = 255; bytes[at++] = mainData.length; } // XLR_BLOCK_ID_DATA_SHORT
-  bytes.set(blockData, at); at += blockData.length;
+  for (const b of blocks) {
+    if (b.image) { bytes.set(b.image.bytes, at); at += b.image.bytes.length; }
+    if (b.data) { bytes.set(b.data, at); at += b.data.length; }
+  }
   bytes.set(mainData, at);
-  const crc = crc32c(crc32c(0xffffffff, bytes.subarray(24)), bytes.subarray(0, 20)) ^ 0xffffffff;
-  view.setUint32(20, crc >>> 0, true);
+  view.setUint32(20, computeRecordCrc(bytes), true);
   return bytes;
+}
+
+/** craftBlocksRecord with one block reference to `tag`, optionally with block data. */
+export function craftRecord(rmid: number, info: number, tag: BufferTag, blockData: Uint8Array, mainData: Uint8Array): Uint8Array {
+  return craftBlocksRecord(rmid, info, [{ tag, data: blockData }], mainData);
 }

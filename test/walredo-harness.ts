@@ -81,6 +81,28 @@ export async function stillRunning(pids: readonly number[]): Promise<string[]> {
   return pids.filter((p) => table.has(p)).map((p) => table.get(p)!.line);
 }
 
+/**
+ * Counts the walredo processes this process has spawned and not yet reaped,
+ * from /proc: children whose command line has --wal-redo, and those seen so
+ * before that are now zombies (a zombie's command line is empty).
+ */
+export function walredoChildCounter(): () => Promise<number> {
+  const seen = new Set<number>();
+  return async () => {
+    let count = 0;
+    for (const [pid, { ppid }] of await procTable()) {
+      if (ppid !== process.pid) continue;
+      try {
+        if ((await readFile(`/proc/${pid}/cmdline`, "utf8")).split("\0").includes("--wal-redo")) seen.add(pid);
+      } catch {
+        // gone meanwhile
+      }
+      if (seen.has(pid)) count++;
+    }
+    return count;
+  };
+}
+
 /** Runs body against a fresh harness and closes it however body ends. */
 export async function withWalRedoHarness<T>(options: Parameters<typeof startWalRedoHarness>[0], body: (harness: WalRedoHarness) => Promise<T>): Promise<T> {
   const harness = await startWalRedoHarness(options);

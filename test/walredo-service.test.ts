@@ -4,15 +4,21 @@ import path from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RedoRequest, RedoResponse } from "../gen/pgmesh/walredo/v1/walredo_pb.js";
+import type { BufferTag } from "../src/walredo/index.js";
 import { resolveUnprivilegedUser } from "../src/pg/index.js";
-import { decodeXLogRecord } from "../src/wal/index.js";
-import { eventually, pageCaseRequest, processTree, stillRunning, startWalRedoHarness, withWalRedoHarness, type WalRedoHarness } from "./walredo-harness.js";
+import { computeRecordCrc, decodeXLogRecord } from "../src/wal/index.js";
+import {
+  eventually, pageCaseRequest, processTree, stillRunning, startWalRedoHarness, walredoChildCounter, withWalRedoHarness, type WalRedoHarness,
+} from "./walredo-harness.js";
 import { ensureTestBundle } from "./bundle-fixture.js";
 import { maskPage } from "./walredo-page-mask.js";
 import { buildPageCases, runWalWorkload, type PageCase, type WalWorkload } from "./walredo-workload.js";
+import { craftBlocksRecord, craftRecord } from "./redo-process-wal.js";
 
 const RM_HEAP_ID = 10;
 const XLOG_HEAP_INSERT = 0x00;
+/** offsetof(XLogRecord, xl_crc). */
+const XLOG_RECORD_CRC_OFFSET = 20;
 
 async function redoStream(harness: WalRedoHarness, requests: RedoRequest[]): Promise<Map<bigint, RedoResponse>> {
   const byId = new Map<bigint, RedoResponse>();
@@ -64,7 +70,9 @@ describe("WalRedo service", () => {
     const { c, index } = insertCase;
     const records = c.records.slice(0, index + 1).map((r) => ({ ...r, record: Uint8Array.from(r.record) }));
     const bad = records[index]!.record;
-    new DataView(bad.buffer).setUint16(bad.length - decodeXLogRecord(bad).mainDataLength, 0x7fff, true);
+    const view = new DataView(bad.buffer);
+    view.setUint16(bad.length - decodeXLogRecord(bad).mainDataLength, 0x7fff, true);
+    view.setUint32(XLOG_RECORD_CRC_OFFSET, computeRecordCrc(bad), true);
     return pageCaseRequest(workload, c, { records, tenantId });
   }
 
@@ -191,6 +199,80 @@ describe("WalRedo service", () => {
     });
   });
 
+  describe("validation", () => {
+    let harness: WalRedoHarness;
+    beforeAll(async () => {
+      harness = await startWalRedoHarness({});
+    });
+    afterAll(async () => {
+      await harness?.close();
+    });
+
+    /** The block of cases[0], as the walredo protocol names it. */
+    function tagOf(c: PageCase): BufferTag {
+      return { forkNumber: 0, spcNode: workload.spcOid, dbNode: workload.dbOid, relNode: c.relation.relNumber, blockNumber: c.blockNumber };
+    }
+
+    /** cases[0]'s request with its first record replaced. */
+    function withFirstRecord(record: Uint8Array, endLsn = cases[0]!.records[0]!.endLsn): RedoRequest {
+      return pageCaseRequest(workload, cases[0]!, { records: [{ endLsn, record }, ...cases[0]!.records.slice(1)] });
+    }
+
+    /** cases[0]'s first record with byte `at` set to `value` and the CRC made to match again. */
+    function patchedFirstRecord(at: number, value: number): Uint8Array {
+      const record = Uint8Array.from(cases[0]!.records[0]!.record);
+      record[at] = value;
+      new DataView(record.buffer).setUint32(XLOG_RECORD_CRC_OFFSET, computeRecordCrc(record), true);
+      return record;
+    }
+
+    /** Sends the request as RedoPage: INVALID_ARGUMENT with `message`, and the pool has spawned and lost no process. */
+    async function expectRefusedWithoutAProcess(request: RedoRequest, message: RegExp): Promise<void> {
+      const err = await harness.client.redoPage(unary(request)).then(() => undefined, (e: unknown) => ConnectError.from(e));
+      expect(err?.code).toBe(Code.InvalidArgument);
+      expect(err?.rawMessage).toMatch(message);
+      expect(harness.pool.stats).toMatchObject({ processes: 0, spawns: 0, exits: 0 });
+    }
+
+    it("refuses a record whose CRC does not match, spawning and killing no process", async () => {
+      const record = Uint8Array.from(cases[0]!.records[0]!.record);
+      record[record.length - 1]! ^= 0xff;
+      await expectRefusedWithoutAProcess(withFirstRecord(record), /records\[0\] \(end_lsn \d+, rmgr \w+\) fails its CRC check \(stored 0x[0-9a-f]+, computed 0x[0-9a-f]+\)/);
+    });
+
+    const HEAP = 10;
+    const refused: [string, () => RedoRequest, RegExp][] = [
+      ["a record of a resource manager that changes no page", () => withFirstRecord(patchedFirstRecord(17, 1)), /records\[0\] .*rmgr Transaction\) with info 0x[0-9a-f]+ does not change relation pages/],
+      ["an XLOG record that is not a full-page image", () => withFirstRecord(craftRecord(0, 0x00, tagOf(cases[0]!), new Uint8Array(0), new Uint8Array(0))), /rmgr XLOG\) with info 0x0 does not change relation pages/],
+      ["a block reference to a fork that does not exist", () => withFirstRecord(craftBlocksRecord(HEAP, 0, [{ tag: { ...tagOf(cases[0]!), forkNumber: 5 } }], new Uint8Array(0))), /block reference 0 has fork number 5; forks are 0\.\.3/],
+      ["a block reference beyond MaxBlockNumber", () => withFirstRecord(craftBlocksRecord(HEAP, 0, [{ tag: tagOf(cases[0]!) }, { tag: { ...tagOf(cases[0]!), blockNumber: 0xfffffffe } }], new Uint8Array(0))), /block reference 1 has block number 4294967294, beyond MaxBlockNumber/],
+      ["two references to one block", () => withFirstRecord(craftBlocksRecord(HEAP, 0, [{ tag: tagOf(cases[0]!) }, { tag: tagOf(cases[0]!) }], new Uint8Array(0))), /block reference 1 names a block an earlier reference of the record names too/],
+      ["a full-page image whose hole runs past the page", () => withFirstRecord(craftBlocksRecord(0, 0xb0, [{ tag: tagOf(cases[0]!), image: { bytes: new Uint8Array(8000), holeOffset: 8100 } }], new Uint8Array(0))), /not a valid XLogRecord: block 0: an image of 8000 bytes with a hole of 192 bytes at 8100 does not fit a 8192-byte page/],
+      ["an end LSN the scratch cluster has not reached", () => withFirstRecord(cases[0]!.records[0]!.record, 0x7fffffff00000000n), /records\[0\]\.end_lsn 7FFFFFFF\/00000000 is not below 7FFFFFFF\/00000000/],
+      ["a base image whose page header pointers are out of order", () => {
+        const page = new Uint8Array(8192);
+        new DataView(page.buffer).setUint16(12, 24, true);
+        new DataView(page.buffer).setUint16(14, 9000, true);
+        new DataView(page.buffer).setUint16(16, 8192, true);
+        new DataView(page.buffer).setUint16(18, 8192 | 4, true);
+        return pageCaseRequest(workload, cases[0]!, { baseImage: page });
+      }, /base_image of .* is not a valid page: pd_lower 24, pd_upper 9000, pd_special 8192 are not in order within the page/],
+      ["a base image of another page size", () => {
+        const page = Uint8Array.from(cases[0]!.finalPage);
+        new DataView(page.buffer).setUint16(18, 4096 | 4, true);
+        return pageCaseRequest(workload, cases[0]!, { baseImage: page });
+      }, /base_image of .* is not a valid page: page size and layout 0x1004 are not 8192 and 4/],
+      ["a base image without a header that is not all zeroes", () => {
+        const page = new Uint8Array(8192);
+        page[8000] = 1;
+        return pageCaseRequest(workload, cases[0]!, { baseImage: page });
+      }, /base_image of .* is neither a new \(all-zero\) page nor has a page header/],
+    ];
+    it.each(refused)("refuses %s, spawning and killing no process", async (_, request, message) => {
+      await expectRefusedWithoutAProcess(request(), message);
+    });
+  });
+
   it("gives each tenant its own processes and shares one spawn among concurrent first requests", async () => {
     await withWalRedoHarness({ pipelineDepth: 64 }, async (harness) => {
       await Promise.all(cases.slice(0, 6).map((c) => harness.client.redoPage(unary(pageCaseRequest(workload, c, { tenantId: "tenant-x" })))));
@@ -239,17 +321,51 @@ describe("WalRedo service", () => {
     });
   });
 
-  it("answers RESOURCE_EXHAUSTED when every process is busy at the global cap", async () => {
-    await withWalRedoHarness({ maxProcesses: 1, maxProcessesPerTenant: 1 }, async (harness) => {
+  it("answers RESOURCE_EXHAUSTED when every process stays busy at the global cap for the queue timeout", async () => {
+    await withWalRedoHarness({ maxProcesses: 1, maxProcessesPerTenant: 1, queueTimeoutMs: 300 }, async (harness) => {
       await harness.client.ping({ tenantId: "tenant-1", pgMajor: 15 });
       const tree = await processTree(harness.pool.pids);
       for (const pid of tree) process.kill(pid, "SIGSTOP");
       const stuck = harness.client.redoPage(unary(pageCaseRequest(workload, cases[0]!, { tenantId: "tenant-1" }))).catch((e: unknown) => e);
       await eventually(() => harness.pool.stats.inFlight === 1);
       const err = await harness.client.ping({ tenantId: "tenant-2", pgMajor: 15 }).catch((e: unknown) => ConnectError.from(e));
-      expect(err).toMatchObject({ code: Code.ResourceExhausted, rawMessage: expect.stringMatching(/all 1 walredo processes are busy \(--max-processes\)/) });
+      expect(err).toMatchObject({ code: Code.ResourceExhausted, rawMessage: expect.stringMatching(/all 1 walredo processes are busy \(--max-processes 1\) and none became free within 300 ms \(--queue-timeout-ms\)/) });
+      expect(harness.pool.stats).toMatchObject({ processes: 1, waiting: 0, spawns: 1 });
       for (const pid of tree) process.kill(pid, "SIGCONT");
       await stuck;
+    });
+  });
+
+  it("never has more live processes than --max-processes while 40 new tenants arrive at once, and serves them all", async () => {
+    await withWalRedoHarness({ maxProcesses: 4, maxProcessesPerTenant: 1, queueTimeoutMs: 120_000 }, async (harness) => {
+      // The cap is full of idle processes: each new tenant needs one evicted or freed.
+      await Promise.all(["idle-1", "idle-2", "idle-3", "idle-4"].map((tenantId) => harness.client.ping({ tenantId, pgMajor: 15 })));
+      const countChildren = walredoChildCounter();
+      let mostInPool = 0;
+      let mostInOs = 0;
+      const poolSampler = setInterval(() => {
+        mostInPool = Math.max(mostInPool, harness.pool.stats.processes);
+      }, 1);
+      let sampling = true;
+      const osSampler = (async () => {
+        while (sampling) mostInOs = Math.max(mostInOs, await countChildren());
+      })();
+      const sample = Array.from({ length: 40 }, (_, i) => cases[i % cases.length]!);
+      const results = await Promise.allSettled(sample.map((c, i) => harness.client.redoPage(unary(pageCaseRequest(workload, c, { tenantId: `tenant-cap-${i}` })))));
+      sampling = false;
+      clearInterval(poolSampler);
+      await osSampler;
+      mostInOs = Math.max(mostInOs, await countChildren());
+      expect(mostInOs).toBeGreaterThan(0);
+      expect(mostInPool).toBeLessThanOrEqual(4);
+      expect(mostInOs).toBeLessThanOrEqual(4);
+      const failures = results.flatMap((r, i) => (r.status === "rejected" ? [`tenant-cap-${i}: ${ConnectError.from(r.reason).message}`] : []));
+      expect(failures).toEqual([]);
+      results.forEach((r, i) => {
+        const c = sample[i]!;
+        const page = (r as PromiseFulfilledResult<{ page: Uint8Array }>).value.page;
+        expect(maskPage(c.relation.kind, page, c.blockNumber).equals(maskPage(c.relation.kind, c.finalPage, c.blockNumber))).toBe(true);
+      });
     });
   });
 

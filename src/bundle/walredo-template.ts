@@ -14,6 +14,9 @@ export const WALREDO_TEMPLATE = "var/lib/pgmesh-walredo/template";
  */
 export const TEMPLATE_WAL_FILE = "000000017FFFFFFF00000000";
 
+/** Where TEMPLATE_WAL_FILE starts (log id 0x7FFFFFFF, segment 0): end LSNs of replayed records must lie below it. */
+export const TEMPLATE_WAL_START_LSN = BigInt(`0x${TEMPLATE_WAL_FILE.slice(8, 16)}`) << 32n;
+
 /** PG 15 gave template0 and postgres fixed OIDs; the walredo process only ever opens template1. */
 const UNUSED_DATABASE_OIDS = ["4", "5"];
 

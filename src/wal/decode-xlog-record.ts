@@ -158,6 +158,10 @@ export function decodeXLogRecord(record: Uint8Array): DecodedXLogRecord {
       if (compressed ? imageLength === BLCKSZ : !hasHole && imageLength !== BLCKSZ) {
         throw new XLogRecordDecodeError(pos, `block ${blockId}: image length ${imageLength} is impossible for image flags 0x${imageInfo.toString(16)}`);
       }
+      // Postgres's decoder lets these through (an uncompressed image's hole length wraps around); restoring the image would not.
+      if (imageLength > BLCKSZ || holeLength < 0 || holeOffset + holeLength > BLCKSZ) {
+        throw new XLogRecordDecodeError(pos, `block ${blockId}: an image of ${imageLength} bytes with a hole of ${holeLength} bytes at ${holeOffset} does not fit a ${BLCKSZ}-byte page`);
+      }
     }
     let rel: RelFileNode;
     if ((forkFlags & BKPBLOCK_SAME_REL) === 0) {

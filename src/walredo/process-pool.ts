@@ -3,7 +3,9 @@ import type { Logger } from "pino";
 import { resolveUnprivilegedUser, type OsUser } from "../pg/index.js";
 import { RedoProcess } from "./redo-process.js";
 import { RedoProcessExitedError, RedoProcessStartError } from "./redo-process-errors.js";
-import type { RedoRequest } from "./redo-protocol.js";
+import type { BufferTag } from "./redo-protocol.js";
+import { ProcessSlots } from "./process-slots.js";
+import type { ValidRedoRequest } from "./validate-redo-request.js";
 import type { CompiledWalRedoOptions } from "./walredo-options.js";
 import { RedoFailedError } from "./walredo-errors.js";
 
@@ -14,6 +16,8 @@ interface Slot {
   inFlight: number;
   idleTimer: NodeJS.Timeout | undefined;
   lastUsedMs: number;
+  /** Killed (idle, evicted, failed, closing) or exited: it takes no more requests, and is killed once. */
+  retired: boolean;
 }
 
 /** The processes of one tenant and Postgres major. */
@@ -22,7 +26,7 @@ interface TenantLane {
   readonly pgMajor: number;
   /** Pipelined processes for first attempts. */
   readonly shared: Slot[];
-  /** A process spawning for `shared`; concurrent requests wait on it instead of spawning more. */
+  /** A process spawning for `shared`; concurrent first requests wait on it instead of spawning more. */
   spawning: Promise<Slot> | undefined;
   /** The retry process: runs one retried request at a time, so a crash blames exactly that request. */
   solo: Slot | undefined;
@@ -37,10 +41,17 @@ class AttemptFailure extends Error {
 }
 
 export interface ProcessPoolStats {
+  /** Live processes: from the moment one is spawned until its exit is seen; never above maxProcesses. */
   readonly processes: number;
   readonly tenants: number;
   /** Requests and pings on processes now. */
   readonly inFlight: number;
+  /** Requests waiting for a process to exit at the maxProcesses cap. */
+  readonly waiting: number;
+  /** Processes spawned so far (failed starts included). */
+  readonly spawns: number;
+  /** Process exits seen so far, whatever ended them. */
+  readonly exits: number;
 }
 
 /**
@@ -50,26 +61,35 @@ export interface ProcessPoolStats {
  * a request timeout or crash. A failed request is retried once, alone, on a
  * fresh process; if that fails too it is answered with an error.
  *
- * Global cap: when maxProcesses are running and a tenant without a process
- * arrives, the least recently used idle process of another tenant is killed
- * to make room; when none is idle the request fails at once with
- * RESOURCE_EXHAUSTED (no queueing: the caller decides when to retry).
+ * Global cap: a process holds one of maxProcesses slots from before its
+ * spawn until its exit is seen (ProcessSlots). A request that needs a new
+ * process when none is free waits in line; for each waiter the least
+ * recently used idle process (of any tenant) is killed, once, and its slot
+ * goes to the waiter when it has exited. A waiter that gets no slot within
+ * queueTimeoutMs fails with RESOURCE_EXHAUSTED. A tenant grows beyond its
+ * first process only on a slot that is free.
  */
 export class RedoProcessPool {
   private readonly lanes = new Map<string, TenantLane>();
+  /** Processes started and not yet exited (a process is in `slots` before it gets here, and after it leaves). */
   private readonly live = new Set<Slot>();
   private readonly starting = new Set<Promise<unknown>>();
-  /** Processes running or being started; never above maxProcesses. */
-  private reserved = 0;
+  private readonly slots: ProcessSlots;
+  private spawns = 0;
+  private exits = 0;
   private closed = false;
   private user: Promise<OsUser> | undefined;
 
-  constructor(private readonly options: CompiledWalRedoOptions) {}
+  constructor(private readonly options: CompiledWalRedoOptions) {
+    this.slots = new ProcessSlots(options.maxProcesses);
+  }
 
   get stats(): ProcessPoolStats {
     let inFlight = 0;
     for (const slot of this.live) inFlight += slot.inFlight;
-    return { processes: this.live.size, tenants: this.lanes.size, inFlight };
+    return {
+      processes: this.slots.inUse, tenants: this.lanes.size, inFlight, waiting: this.slots.waiting, spawns: this.spawns, exits: this.exits,
+    };
   }
 
   /** The pids of the processes alive now. */
@@ -78,17 +98,18 @@ export class RedoProcessPool {
   }
 
   /** Rebuilds one page; rejects with RedoFailedError. */
-  async redo(tenantId: string, pgMajor: number, request: RedoRequest): Promise<Uint8Array> {
-    const lane = this.lane(tenantId, pgMajor);
+  async redo(request: ValidRedoRequest): Promise<Uint8Array> {
+    const { tenantId, tag } = request;
+    const lane = this.lane(tenantId, request.pgMajor);
     try {
-      return await this.attempt(await this.pickShared(lane, request), request);
+      return await this.attempt(await this.pickShared(lane, tag), request);
     } catch (err) {
       if (!(err instanceof AttemptFailure)) throw err;
       this.ensureOpen(tenantId);
-      this.logger(lane).warn({ tag: request.tag, reason: err.message }, "walredo request failed; retrying once on a fresh process");
+      this.logger(lane).warn({ tag, reason: err.message }, "walredo request failed; retrying once on a fresh process");
     }
     try {
-      return await this.runSolo(lane, (slot) => this.attempt(slot, request));
+      return await this.runSolo(lane, tag, (slot) => this.attempt(slot, request));
     } catch (err) {
       if (!(err instanceof AttemptFailure)) throw err;
       this.ensureOpen(tenantId);
@@ -96,7 +117,7 @@ export class RedoProcessPool {
       const why = err.kind === "timeout"
         ? `timed out twice (--request-timeout-ms ${this.options.requestTimeoutMs})`
         : "killed two walredo processes, so the records or base image are not valid for this page";
-      throw new RedoFailedError(code, tenantId, request.tag, `${why}; last failure: ${err.message}`);
+      throw new RedoFailedError(code, tenantId, tag, `${why}; last failure: ${err.message}`);
     }
   }
 
@@ -115,12 +136,13 @@ export class RedoProcessPool {
     return Number((process.hrtime.bigint() - started) / 1000n);
   }
 
-  /** Kills every process and waits until each is reaped; later requests fail with UNAVAILABLE. */
+  /** Kills every process and waits until each is reaped; waiting and later requests fail with UNAVAILABLE. */
   async close(): Promise<void> {
     this.closed = true;
+    this.slots.cancelWaiters();
     await Promise.allSettled([...this.starting]);
     const slots = [...this.live];
-    for (const slot of slots) slot.process.kill();
+    for (const slot of slots) this.retire(slot);
     await Promise.all(slots.map((s) => s.process.exited));
   }
 
@@ -145,32 +167,42 @@ export class RedoProcessPool {
 
   /**
    * A process of the tenant for one more request, already claimed (counted in
-   * flight): the least loaded one; a new one is started in the background once
-   * every process has pipelineDepth requests in flight (the request does not
-   * wait for it); the first request of a tenant waits for its process, and
-   * concurrent first requests wait for the same one.
+   * flight): the least loaded one; once every process has pipelineDepth
+   * requests in flight, a new one is started in the background if a slot is
+   * free (the request does not wait for it). The first request of a tenant
+   * waits for its process (and for a slot), and concurrent first requests
+   * wait for the same one.
    */
-  private async pickShared(lane: TenantLane, request: RedoRequest | undefined): Promise<Slot> {
+  private async pickShared(lane: TenantLane, tag: BufferTag | undefined): Promise<Slot> {
     for (;;) {
       let best: Slot | undefined;
       for (const slot of lane.shared) if (!best || slot.inFlight < best.inFlight) best = slot;
-      const busy = best !== undefined && best.inFlight >= this.options.pipelineDepth;
-      const canGrow = lane.shared.length < this.options.maxProcessesPerTenant && this.reserved < this.options.maxProcesses;
-      if (best && (!busy || !canGrow || lane.spawning)) return this.claim(best);
-      if (!lane.spawning) {
-        lane.spawning = this.spawn(lane, request).then((slot) => {
-          lane.shared.push(slot);
-          return slot;
-        }).finally(() => {
-          lane.spawning = undefined;
-        });
-        if (best) {
-          lane.spawning.catch((err: Error) => this.logger(lane).warn({ err: err.message }, "could not add a walredo process"));
-          return this.claim(best);
+      if (best) {
+        const busy = best.inFlight >= this.options.pipelineDepth;
+        if (busy && !lane.spawning && lane.shared.length < this.options.maxProcessesPerTenant && this.slots.tryTake()) {
+          void this.spawnShared(lane, tag, true).then((slot) => this.release(slot), (err: Error) => {
+            this.logger(lane).warn({ err: err.message }, "could not add a walredo process");
+          });
         }
+        return this.claim(best);
       }
+      if (!lane.spawning) return this.spawnShared(lane, tag, false);
       await lane.spawning;
     }
+  }
+
+  /** A new process for the lane's shared set, claimed for the caller; concurrent first requests wait on it. */
+  private spawnShared(lane: TenantLane, tag: BufferTag | undefined, slotTaken: boolean): Promise<Slot> {
+    const spawning = this.spawn(lane, tag, slotTaken).then((slot) => {
+      lane.shared.push(slot);
+      return slot;
+    });
+    lane.spawning = spawning;
+    const done = (): void => {
+      lane.spawning = undefined;
+    };
+    spawning.then(done, done);
+    return spawning;
   }
 
   private claim(slot: Slot): Slot {
@@ -179,45 +211,65 @@ export class RedoProcessPool {
     return slot;
   }
 
-  private runSolo<T>(lane: TenantLane, work: (slot: Slot) => Promise<T>): Promise<T> {
+  private runSolo<T>(lane: TenantLane, tag: BufferTag, work: (slot: Slot) => Promise<T>): Promise<T> {
     const run = lane.soloQueue.then(async () => {
-      if (!lane.solo) lane.solo = await this.spawn(lane, undefined);
-      return work(this.claim(lane.solo));
+      if (lane.solo) return work(this.claim(lane.solo));
+      lane.solo = await this.spawn(lane, tag, false);
+      return work(lane.solo);
     });
     lane.soloQueue = run.catch(() => undefined);
     return run;
   }
 
-  /** Makes room for one more process, evicting an idle one of another tenant if needed. */
-  private reserve(lane: TenantLane): void {
-    if (this.reserved < this.options.maxProcesses) {
-      this.reserved++;
-      return;
+  /**
+   * Kills the least recently used idle processes until the processes already
+   * dying will free a slot for every waiter. Each process is killed once:
+   * a retired one is never picked again, and keeps its slot until it exits.
+   */
+  private evictForWaiters(): void {
+    let dying = 0;
+    for (const slot of this.live) if (slot.retired) dying++;
+    while (this.slots.waiting > dying) {
+      let victim: Slot | undefined;
+      for (const slot of this.live) {
+        if (!slot.retired && slot.inFlight === 0 && (!victim || slot.lastUsedMs < victim.lastUsedMs)) victim = slot;
+      }
+      if (!victim) return;
+      this.logger(victim.lane, victim.process.pid).info("evicting an idle walredo process to make room for another");
+      this.retire(victim);
+      dying++;
     }
-    let victim: Slot | undefined;
-    for (const slot of this.live) {
-      if (slot.inFlight === 0 && slot.lane !== lane && (!victim || slot.lastUsedMs < victim.lastUsedMs)) victim = slot;
-    }
-    if (!victim) {
-      throw new RedoFailedError(Code.ResourceExhausted, lane.tenantId, undefined,
-        `all ${this.options.maxProcesses} walredo processes are busy (--max-processes); retry later`);
-    }
-    this.logger(victim.lane, victim.process.pid).info("evicting an idle walredo process to make room for another tenant");
-    this.forget(victim);
-    victim.process.kill();
-    this.reserved++;
   }
 
-  private async spawn(lane: TenantLane, request: RedoRequest | undefined): Promise<Slot> {
-    const bundleDir = this.options.bundleDir;
-    if (!bundleDir) throw new RedoFailedError(Code.Unavailable, lane.tenantId, request?.tag, "no Postgres bundle is configured (--bundle DIR); build one with `bundle --out DIR`");
+  /** A slot for a new process: a free one, else one that an exiting process gives back within queueTimeoutMs. */
+  private async takeSlot(lane: TenantLane, tag: BufferTag | undefined): Promise<void> {
+    const taking = this.slots.take(this.options.queueTimeoutMs);
+    this.evictForWaiters();
+    if (await taking) return;
     this.ensureOpen(lane.tenantId);
-    this.reserve(lane);
+    const { maxProcesses, queueTimeoutMs } = this.options;
+    throw new RedoFailedError(Code.ResourceExhausted, lane.tenantId, tag,
+      `all ${maxProcesses} walredo processes are busy (--max-processes ${maxProcesses}) and none became free within ${queueTimeoutMs} ms (--queue-timeout-ms); retry later or raise --max-processes`);
+  }
+
+  /** Starts a process for the lane and returns it claimed for the caller; takes a slot first unless slotTaken. */
+  private async spawn(lane: TenantLane, tag: BufferTag | undefined, slotTaken: boolean): Promise<Slot> {
+    const bundleDir = this.options.bundleDir;
+    if (!bundleDir) {
+      if (slotTaken) this.slots.release();
+      throw new RedoFailedError(Code.Unavailable, lane.tenantId, tag, "no Postgres bundle is configured (--bundle DIR); build one with `bundle --out DIR`");
+    }
+    if (!slotTaken) {
+      this.ensureOpen(lane.tenantId);
+      await this.takeSlot(lane, tag);
+    }
     let process: RedoProcess;
     try {
+      this.ensureOpen(lane.tenantId);
       this.user ??= resolveUnprivilegedUser(this.options.user);
       const user = await this.user;
       let log = this.logger(lane);
+      this.spawns++;
       const starting = RedoProcess.start({
         bundleDir,
         pgMajor: lane.pgMajor,
@@ -234,22 +286,33 @@ export class RedoProcessPool {
       process = await starting.finally(() => this.starting.delete(starting));
       log = this.logger(lane, process.pid);
     } catch (err) {
-      this.reserved--;
+      // RedoProcess.start reaps a process that did not start before it rejects.
+      this.slots.release();
+      if (err instanceof RedoFailedError) throw err;
       const detail = err instanceof RedoProcessStartError ? err.message : String(err);
-      throw new RedoFailedError(Code.Unavailable, lane.tenantId, request?.tag, `could not start a walredo process: ${detail}`);
+      throw new RedoFailedError(Code.Unavailable, lane.tenantId, tag, `could not start a walredo process: ${detail}`);
     }
-    const slot: Slot = { process, lane, inFlight: 0, idleTimer: undefined, lastUsedMs: Date.now() };
+    const slot: Slot = { process, lane, inFlight: 1, idleTimer: undefined, lastUsedMs: Date.now(), retired: false };
     this.live.add(slot);
     this.logger(lane, process.pid).info("walredo process started");
     void process.exited.then((exit) => {
+      slot.retired = true;
       this.forget(slot);
       this.live.delete(slot);
-      this.reserved--;
+      this.exits++;
+      this.slots.release();
       this.logger(lane, process.pid).info({ code: exit.code, signal: exit.signal, reason: exit.reason }, "walredo process exited");
     });
-    if (this.closed) process.kill();
-    this.armIdle(slot);
+    if (this.closed) this.retire(slot);
     return slot;
+  }
+
+  /** Stops giving the process requests and kills it; idempotent. Its slot comes back when it has exited. */
+  private retire(slot: Slot): void {
+    if (slot.retired) return;
+    slot.retired = true;
+    this.forget(slot);
+    slot.process.kill();
   }
 
   /** Takes a slot out of its lane so no new request reaches it. */
@@ -267,12 +330,20 @@ export class RedoProcessPool {
   private armIdle(slot: Slot): void {
     clearTimeout(slot.idleTimer);
     slot.idleTimer = setTimeout(() => {
-      if (slot.inFlight > 0) return;
+      if (slot.inFlight > 0 || slot.retired) return;
       this.logger(slot.lane, slot.process.pid).info({ idleTimeoutMs: this.options.idleTimeoutMs }, "killing an idle walredo process");
-      this.forget(slot);
-      slot.process.kill();
+      this.retire(slot);
     }, this.options.idleTimeoutMs);
     slot.idleTimer.unref();
+  }
+
+  /** Ends one claim of a slot; an idle process waits for its idle timeout, or is evicted at once for a waiter. */
+  private release(slot: Slot): void {
+    slot.inFlight--;
+    slot.lastUsedMs = Date.now();
+    if (slot.inFlight > 0 || slot.retired) return;
+    this.armIdle(slot);
+    this.evictForWaiters();
   }
 
   /** Runs work on a claimed slot and releases it. */
@@ -280,14 +351,12 @@ export class RedoProcessPool {
     try {
       return await work();
     } finally {
-      slot.inFlight--;
-      slot.lastUsedMs = Date.now();
-      if (slot.inFlight === 0 && slot.process.alive) this.armIdle(slot);
+      this.release(slot);
     }
   }
 
   /** One attempt; on timeout or exit the process is killed and taken out of the pool. */
-  private attempt(slot: Slot, request: RedoRequest): Promise<Uint8Array> {
+  private attempt(slot: Slot, request: ValidRedoRequest): Promise<Uint8Array> {
     return this.track(slot, async () => {
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<never>((_, reject) => {
@@ -295,11 +364,10 @@ export class RedoProcessPool {
           `no answer from walredo process ${slot.process.pid} after ${this.options.requestTimeoutMs} ms`)), this.options.requestTimeoutMs);
       });
       try {
-        return await Promise.race([slot.process.applyRecords(request), timeout]);
+        return await Promise.race([slot.process.applyEncoded(request.frames), timeout]);
       } catch (err) {
         if (err instanceof AttemptFailure || err instanceof RedoProcessExitedError) {
-          this.forget(slot);
-          slot.process.kill();
+          this.retire(slot);
           if (err instanceof AttemptFailure) throw err;
           throw new AttemptFailure("exited", err.message);
         }

@@ -4,7 +4,7 @@ import path from "node:path";
 import { removeOrphanedShmem } from "../pg/index.js";
 import { RedoProcessExitedError, RedoProcessStartError } from "./redo-process-errors.js";
 import { compileRedoProcessOptions, type CompiledRedoProcessOptions, type RedoProcessOptions } from "./redo-process-options.js";
-import { encodePing, encodeRedoRequest, PageReplyDecoder, PAGE_SIZE, type RedoRequest } from "./redo-protocol.js";
+import { checkRedoRequest, encodePing, encodeRedoRequest, PageReplyDecoder, PAGE_SIZE, type RedoRequest } from "./redo-protocol.js";
 
 export interface RedoProcessExit {
   readonly code: number | null;
@@ -166,15 +166,19 @@ export class RedoProcess {
 
   /**
    * Rebuilds one page: B, [P], A…, G. Resolves with the 8192-byte page.
-   * A malformed request rejects with RedoProtocolError and sends nothing.
+   * A request that cannot be encoded rejects with RedoProtocolError and sends nothing.
    */
   applyRecords(request: RedoRequest): Promise<Uint8Array> {
-    let frames: Uint8Array;
     try {
-      frames = encodeRedoRequest(request);
+      checkRedoRequest(request);
     } catch (error) {
       return Promise.reject(error as Error);
     }
+    return this.applyEncoded(encodeRedoRequest(request));
+  }
+
+  /** Rebuilds one page from the frames of a request already checked and encoded (encodeRedoRequest). */
+  applyEncoded(frames: Uint8Array): Promise<Uint8Array> {
     return this.send("page", frames);
   }
 

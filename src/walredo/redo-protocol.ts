@@ -19,9 +19,10 @@ export const XLOG_RECORD_HEADER_SIZE = 24;
 export const MAX_RECORD_BYTES = 64 * 1024 * 1024;
 
 const FRAME_HEADER_SIZE = 5;
-const MAX_FORK_NUMBER = 3;
+/** Forks are 0 main, 1 fsm, 2 visibility map, 3 init. */
+export const MAX_FORK_NUMBER = 3;
 /** Block numbers 0xFFFFFFFE (MaxBlockNumber) and up are refused by the process. */
-const MAX_REDO_BLOCK_NUMBER = 0xfffffffd;
+export const MAX_REDO_BLOCK_NUMBER = 0xfffffffd;
 const MAX_U64 = (1n << 64n) - 1n;
 
 /** Postgres's BufferTag: which page of which relation fork. */
@@ -148,15 +149,26 @@ class FrameWriter {
 }
 
 /**
- * The frames of one redo request, B [P] A… G, in one buffer. Validates
- * everything first: a RedoProtocolError means nothing should be sent.
+ * Throws RedoProtocolError unless the request can be put on the wire as the
+ * process expects it: a tag in Postgres's ranges, a base image of one page,
+ * records of 24..MAX_RECORD_BYTES bytes with end LSNs in 1..2^64-1. For
+ * callers that drive a process directly; the service validates more
+ * (validateRedoRequest) and encodes what it validated.
  */
-export function encodeRedoRequest(request: RedoRequest): Uint8Array {
+export function checkRedoRequest(request: RedoRequest): void {
   checkBufferTag(request.tag);
   if (request.baseImage !== undefined && request.baseImage.byteLength !== PAGE_SIZE) {
     throw new RedoProtocolError(`base image of ${formatBufferTag(request.tag)} has ${request.baseImage.byteLength} bytes; a page has ${PAGE_SIZE}`);
   }
   request.records.forEach(checkRecord);
+}
+
+/**
+ * The frames of one redo request, B [P] A… G, in one buffer. Checks
+ * nothing: encode only a request that checkRedoRequest or
+ * validateRedoRequest has passed.
+ */
+export function encodeRedoRequest(request: RedoRequest): Uint8Array {
   const tagFrame = FRAME_HEADER_SIZE + BUFFER_TAG_SIZE;
   let size = tagFrame * 2;
   if (request.baseImage) size += tagFrame + PAGE_SIZE;

@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import { MAX_RECORD_BYTES } from "./redo-protocol.js";
 
 /** Resource limits applied to every walredo process (prlimit). */
 export interface RedoProcessLimits {
@@ -18,8 +19,10 @@ export interface WalRedoOptions {
   readonly idleTimeoutMs?: number;
   /** A request that takes longer kills its process (default 60 000). */
   readonly requestTimeoutMs?: number;
-  /** Processes over all tenants (default 32). */
+  /** Processes over all tenants, counted from spawn until their exit is seen (default 32). */
   readonly maxProcesses?: number;
+  /** At the maxProcesses cap, how long a request that needs a new process waits for one to exit (default 10 000). */
+  readonly queueTimeoutMs?: number;
   /** Processes of one tenant (default 4). */
   readonly maxProcessesPerTenant?: number;
   /** Requests in flight on one process before the tenant gets another (default 8). */
@@ -44,6 +47,7 @@ export interface CompiledWalRedoOptions {
   readonly idleTimeoutMs: number;
   readonly requestTimeoutMs: number;
   readonly maxProcesses: number;
+  readonly queueTimeoutMs: number;
   readonly maxProcessesPerTenant: number;
   readonly pipelineDepth: number;
   readonly user: string;
@@ -87,6 +91,10 @@ export function compileWalRedoOptions(options: WalRedoOptions): CompiledWalRedoO
   if (pgMajors.length === 0 || pgMajors.some((m) => !Number.isInteger(m) || m < 14)) {
     throw new WalRedoOptionsError("pgMajors", `${JSON.stringify(pgMajors)} must list Postgres major versions (>= 14)`);
   }
+  const maxRecordBytes = positiveInt("maxRecordBytes", options.maxRecordBytes, 16 * 1024 * 1024);
+  if (maxRecordBytes > MAX_RECORD_BYTES) {
+    throw new WalRedoOptionsError("maxRecordBytes", `${maxRecordBytes} exceeds ${MAX_RECORD_BYTES}, the largest record a walredo process accepts`);
+  }
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
   for (const [name, value] of Object.entries(limits)) positiveInt(`limits.${name}`, value, 1);
   return {
@@ -95,13 +103,14 @@ export function compileWalRedoOptions(options: WalRedoOptions): CompiledWalRedoO
     idleTimeoutMs: positiveInt("idleTimeoutMs (--idle-timeout-ms)", options.idleTimeoutMs, 180_000),
     requestTimeoutMs: positiveInt("requestTimeoutMs (--request-timeout-ms)", options.requestTimeoutMs, 60_000),
     maxProcesses,
+    queueTimeoutMs: positiveInt("queueTimeoutMs (--queue-timeout-ms)", options.queueTimeoutMs, 10_000),
     maxProcessesPerTenant,
     pipelineDepth: positiveInt("pipelineDepth", options.pipelineDepth, 8),
     user: options.user ?? "postgres",
     chroot: options.chroot ?? (process.getuid?.() ?? 0) === 0,
     scratchRoot: options.scratchRoot,
     limits,
-    maxRecordBytes: positiveInt("maxRecordBytes", options.maxRecordBytes, 16 * 1024 * 1024),
+    maxRecordBytes,
     maxRecordsPerRequest: positiveInt("maxRecordsPerRequest", options.maxRecordsPerRequest, 100_000),
     logger: options.logger,
   };

@@ -32,7 +32,7 @@ export function createWalRedoService(options: CompiledWalRedoOptions, pool: Redo
   const redo = async (fields: RedoRequestFields): Promise<Uint8Array> => {
     const valid = validateRedoRequest(fields, options);
     try {
-      return await pool.redo(valid.tenantId, valid.pgMajor, valid.request);
+      return await pool.redo(valid);
     } catch (err) {
       throw toConnectError(err);
     }
