@@ -24,7 +24,7 @@ describe("the main job (pgmesh-demo)", () => {
       path.join(repo, "dist", "cmd", "pgmesh-demo.js"),
       "--dir", dir, "--bundle", path.join(repo, ".pgmesh", "bundle"),
       "--ports", ports.join(","), "--pg-port", String(await freePort()),
-    ], { stdio: ["ignore", "pipe", "pipe"] });
+    ], { stdio: ["ignore", "pipe", "pipe"], detached: true }); // its own process group, as in a terminal
     const ready = new Promise<void>((resolve, reject) => {
       const onData = (data: Buffer) => {
         output += data.toString();
@@ -81,7 +81,8 @@ describe("the main job (pgmesh-demo)", () => {
   });
 
   it("stops everything on Ctrl-C and saves the endpoint's files to Epufs", async () => {
-    demo.kill("SIGINT");
+    // A terminal's Ctrl-C: SIGINT to every process of the foreground process group.
+    process.kill(-demo.pid!, "SIGINT");
     const [code] = await once(demo, "exit");
     expect(code).toBe(0);
     // pgrep exits 1 when nothing matches (and fails the test when it is not installed).

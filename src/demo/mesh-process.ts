@@ -46,8 +46,11 @@ export class MeshProcess {
 /** Starts a binary and resolves once its grpc.health.v1 check says SERVING. */
 export async function startMeshProcess(options: MeshProcessOptions): Promise<MeshProcess> {
   const log = await open(options.logFile, "a");
+  // A session of its own: a terminal's Ctrl-C (SIGINT to the whole foreground process group) reaches
+  // only the demo, which stops the services in order; compute-ctl must save files while Epufs still serves.
   const child = spawn(process.execPath, [path.join(distCmd, `${options.binary}.js`), ...options.args], {
     stdio: ["ignore", log.fd, log.fd],
+    detached: true,
   });
   await log.close();
   const mesh = new MeshProcess(options, child);

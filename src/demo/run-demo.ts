@@ -30,7 +30,7 @@ export interface RunningDemo {
   readonly status: ComputeStatus;
   readonly extensions: readonly PublishedExtension[];
   readonly processes: readonly MeshProcess[];
-  /** Stops compute-ctl first (it saves the endpoint's files to Epufs), then the services. */
+  /** Stops compute-ctl first (it saves the endpoint's files to Epufs), then the services; rejects naming any that did not exit 0. */
   stop(): Promise<void>;
 }
 
@@ -55,7 +55,12 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
 
   const processes: MeshProcess[] = [];
   const stop = async () => {
-    for (const process of [...processes].reverse()) await process.stop();
+    const failed: string[] = [];
+    for (const process of [...processes].reverse()) {
+      const code = await process.stop();
+      if (code !== 0) failed.push(`${process.name} exited with ${code ?? "a signal"} (see ${process.options.logFile})`);
+    }
+    if (failed.length > 0) throw new Error(`stopping the mesh: ${failed.join("; ")}`);
   };
   const start = async (binary: string, port: number, args: string[]) => {
     const url = `http://${host}:${port}`;
@@ -114,7 +119,7 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
       status, extensions, processes, stop,
     };
   } catch (err) {
-    await stop();
+    await stop().catch((stopError: unknown) => logger.error({ err: stopError }, "stopping after a failed start"));
     throw err;
   }
 }
