@@ -10,6 +10,7 @@ export const servicePorts = {
   epufs: 7102,
   "compute-ctl": 7103,
   walredo: 7104,
+  "timeline-service": 7105,
 } as const;
 
 export type ServiceName = keyof typeof servicePorts;

@@ -30,3 +30,9 @@ export { listWalChunks, putWalChunk, readWalChunk, type WalChunk } from "./wal-c
 export { resolveHistory, type ResolveHistoryOptions, type TimelineHistory, type WalPiece } from "./wal-history.js";
 export { endOfLastRecord, layDownWal, truncateWalAfter, type WalLayout } from "./wal-laydown.js";
 export { WalShipper, type WalShipperOptions } from "./wal-shipper.js";
+export { resolveBranchPoint, type BranchPoint } from "./branch-point.js";
+export { collectGarbage, type CollectGarbageOptions, type GarbageReport } from "./collect-garbage.js";
+export { createBranch } from "./create-branch.js";
+export { deleteTimeline } from "./delete-timeline.js";
+export { historyWalSource } from "./history-wal-source.js";
+export { listTenantTimelines, type StoredTimeline } from "./tenant-timelines.js";

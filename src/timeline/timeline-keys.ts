@@ -118,3 +118,8 @@ export function parseGenerationKey(key: string): { generation: number; kind: "cl
   const start = generationStartPattern.exec(name);
   return start ? { generation: Number(start[1]), kind: "start" } : undefined;
 }
+
+/** Where the timeline's WAL begins after garbage collection deleted older chunks. */
+export function walHorizonKey(ref: TimelineRef): string {
+  return `${timelinePrefix(ref)}wal-horizon.json`;
+}

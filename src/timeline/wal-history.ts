@@ -7,6 +7,7 @@ import { TimelineError } from "./timeline-error.js";
 import type { TimelineRef } from "./timeline-keys.js";
 import { requireTimelineMeta, type TimelineMeta } from "./timeline-meta.js";
 import { listWalChunks, type WalChunk } from "./wal-chunks.js";
+import { readWalHorizon } from "./wal-horizon.js";
 
 /** The bytes [from, to) of a chunk that belong to the valid history. */
 export interface WalPiece {
@@ -43,11 +44,12 @@ export interface ResolveHistoryOptions {
  */
 export async function resolveHistory(store: BlobStore, ref: TimelineRef, options: ResolveHistoryOptions = {}): Promise<TimelineHistory> {
   const meta = await requireTimelineMeta(store, ref);
-  const [generations, chunks, snapshots] = await Promise.all([
-    listGenerations(store, ref), listWalChunks(store, ref), listSnapshots(store, ref),
+  const [generations, chunks, snapshots, horizon] = await Promise.all([
+    listGenerations(store, ref), listWalChunks(store, ref), listSnapshots(store, ref), readWalHorizon(store, ref),
   ]);
   let inherited: Pick<TimelineHistory, "beginLsn" | "durableEnd" | "pieces" | "snapshots"> | undefined;
-  if (meta.ancestor) {
+  // Once garbage collection cut the timeline's own WAL above the branch point, the ancestor's is not needed.
+  if (meta.ancestor && !(horizon !== undefined && horizon > meta.ancestor.lsn)) {
     const ancestorRef = { tenantId: ref.tenantId, timelineId: meta.ancestor.timelineId };
     const ancestor = await resolveHistory(store, ancestorRef, { upTo: meta.ancestor.lsn });
     if (ancestor.durableEnd < meta.ancestor.lsn) {
@@ -68,7 +70,8 @@ export async function resolveHistory(store: BlobStore, ref: TimelineRef, options
 
   const pieces: WalPiece[] = [...(inherited?.pieces ?? [])];
   const firstStart = [...generations.starts.values()].reduce<bigint | undefined>((min, s) => (min === undefined || s < min ? s : min), undefined);
-  const beginLsn = inherited?.beginLsn ?? firstStart ?? 0n;
+  const start = inherited?.beginLsn ?? firstStart ?? 0n;
+  const beginLsn = horizon !== undefined && horizon > start ? horizon : start;
   let cursor = inherited?.durableEnd ?? beginLsn;
   for (const piece of own) {
     if (piece.from > cursor) break;
