@@ -1,4 +1,4 @@
-import { access, copyFile, mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { access, copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -13,6 +13,7 @@ import {
   ExtensionFiles,
   ExtensionFilesClosedError,
   ExtensionNotAvailableError,
+  FileOwnerConflictError,
   InvalidExtensionNameError,
   PreloadLibraryMissingError,
   readPgInstallDirs,
@@ -129,6 +130,14 @@ describe("ExtensionFiles", () => {
       const timings = await open({ preloadLibraries: ["hstore"] }).prepare();
       expect(started()).toEqual([]);
       expect(timings.controlFileExtensions).toBe(published.length - 1);
+    });
+
+    it("refuses to write over a control file the Postgres install has with other content, naming both owners", async () => {
+      await writeFile(extensionFile("seg.control"), "comment = 'the install's own seg'\n");
+      const attempt = open().prepare();
+      await expect(attempt).rejects.toThrow(FileOwnerConflictError);
+      await expect(attempt).rejects.toThrow(/files of extension "seg" .*"share\/extension\/seg.control" belongs to the Postgres install/);
+      expect(await readFile(extensionFile("seg.control"), "utf8")).toBe("comment = 'the install's own seg'\n");
     });
 
     it("fails with PreloadLibraryMissingError for a preload library nobody provides", async () => {
@@ -333,6 +342,16 @@ describe("ExtensionFiles", () => {
       expect(() => open({ remoteExtensions: broken })).toThrow(
         `remote_extensions.public_extensions[${remoteExtensions.publicExtensions.length}]: extension "ghost" has no entry in remote_extensions.extension_data`,
       );
+    });
+
+    it.each(["../../lib/plpgsql.so", "hstore.control", "citext.sql"])("refuses a control_data key %s that is not one of the extension's control files", (key) => {
+      const citext = remoteExtensions.extensionData["citext"]!;
+      const broken: RemoteExtensions = {
+        ...remoteExtensions,
+        extensionData: { ...remoteExtensions.extensionData, citext: { ...citext, controlData: { ...citext.controlData, [key]: "x" } } },
+      };
+      expect(() => open({ remoteExtensions: broken })).toThrow(SpecError);
+      expect(() => open({ remoteExtensions: broken })).toThrow(`remote_extensions.extension_data.citext.control_data: key ${JSON.stringify(key)} is refused`);
     });
 
     it("needs the ExtensionStore address when remote_extensions allows anything", () => {

@@ -95,9 +95,15 @@ export function ownLibraries(extension: string, controlFiles: readonly string[])
   return (library) => !postgresInstallNames.libraries.has(library) && (namedAfter(library, extension) || loaded.has(library));
 }
 
+/** A file under lib/ (a library or its bitcode) and the library it belongs to. */
+export interface LibraryFile {
+  readonly entryName: string;
+  readonly library: string;
+}
+
 /** Throws BundleRejectedError naming the first library file that is not the extension's own (see ownLibraries). */
 export function checkLibraryOwners(
-  files: readonly { readonly entryName: string; readonly library: string }[],
+  files: readonly LibraryFile[],
   extension: string,
   controlFiles: readonly string[],
 ): void {

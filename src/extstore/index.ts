@@ -12,7 +12,7 @@ export {
 } from "./extension-store-service.js";
 export { BundleRejectedError, type BundleRejection } from "./extension-store-errors.js";
 export { classifyBundleEntry, extraShareFolders, normaliseEntryPath, type BundleEntryKind } from "./bundle-entry-rules.js";
-export { checkLibraryOwners, checkOwnFile, foreignFileReason, libraryOfPath } from "./bundle-ownership.js";
+export { checkLibraryOwners, checkOwnFile, foreignFileReason, libraryOfPath, type LibraryFile } from "./bundle-ownership.js";
 export { checkTarFraming } from "./tar-framing.js";
 export { parseControlFile } from "./control-file.js";
 export { inspectBundle, type BundleControlFile, type BundleLimits, type BundleManifest } from "./inspect-bundle.js";

@@ -1,7 +1,7 @@
 import { once } from "node:events";
 import * as tar from "tar-stream";
 import { classifyBundleEntry } from "./bundle-entry-rules.js";
-import { checkLibraryOwners, checkOwnFile, libraryOfPath } from "./bundle-ownership.js";
+import { checkLibraryOwners, checkOwnFile, libraryOfPath, type LibraryFile } from "./bundle-ownership.js";
 import { BundleRejectedError } from "./extension-store-errors.js";
 import { quoteInput } from "../errors/index.js";
 import { checkTarFraming } from "./tar-framing.js";
@@ -28,7 +28,7 @@ export interface BundleManifest {
   /** lib/*.so files, without directory and suffix, sorted. */
   readonly libraries: readonly string[];
   /** Every file under lib/ (libraries and their bitcode) with the library it belongs to. */
-  readonly libraryFiles: readonly { readonly entryName: string; readonly library: string }[];
+  readonly libraryFiles: readonly LibraryFile[];
   readonly entryCount: number;
 }
 
@@ -75,7 +75,7 @@ async function readEntries(extract: tar.Extract, extensionName: string, limits: 
   const seen: SeenPaths = { entries: new Set(), kinds: new Map() };
   const controlFiles: BundleControlFile[] = [];
   const libraries: string[] = [];
-  const libraryFiles: { entryName: string; library: string }[] = [];
+  const libraryFiles: LibraryFile[] = [];
   let declaredBytes = 0;
   let entryCount = 0;
   try {

@@ -62,6 +62,38 @@ export class UnsafeBundleError extends ComputeCtlError {
   }
 }
 
+/** A file an extension would place that already has another owner. */
+export interface FileConflict {
+  /** Its bundle path, e.g. "lib/hstore.so". */
+  readonly path: string;
+  /** Where it is in the install. */
+  readonly target: string;
+  /** 'extension "hstore"' or "the Postgres install". */
+  readonly owner: string;
+}
+
+const maxConflictsShown = 5;
+
+/**
+ * An extension's bundle (or the control files the spec gives for it) holds
+ * files that another extension or the Postgres install owns; compute-ctl
+ * never replaces them, so nothing was installed.
+ */
+export class FileOwnerConflictError extends ComputeCtlError {
+  constructor(
+    readonly extensionName: string,
+    readonly sha256: string,
+    readonly conflicts: readonly FileConflict[],
+  ) {
+    const shown = conflicts.slice(0, maxConflictsShown).map((c) => `${quoteInput(c.path)} belongs to ${c.owner}`);
+    if (conflicts.length > maxConflictsShown) shown.push(`and ${conflicts.length - maxConflictsShown} more`);
+    super(
+      `the files of extension "${extensionName}" (bundle sha256 ${sha256}) cannot be installed: ${shown.join("; ")}; compute-ctl never replaces a file it did not place for the same extension, so nothing was installed (publish such files only in their owner's bundle)`,
+      Code.FailedPrecondition,
+    );
+  }
+}
+
 /** A bundle that could not be downloaded and installed after every attempt. */
 export class ExtensionDownloadError extends ComputeCtlError {
   constructor(

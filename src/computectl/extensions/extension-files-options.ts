@@ -1,6 +1,6 @@
 import type { ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import { parseControlFile } from "../../extstore/index.js";
+import { foreignFileReason, parseControlFile } from "../../extstore/index.js";
 import type { RemoteExtensions, ServiceAddress } from "../compute-spec.js";
 import { SpecError } from "../spec-error.js";
 import { InvalidExtensionNameError } from "./extension-errors.js";
@@ -106,6 +106,7 @@ export function compileExtensionFilesOptions(options: ExtensionFilesOptions): Co
       if (controlFile === undefined) {
         throw new SpecError(`remote_extensions.extension_data.${name}.control_data`, `has no "${name}.control"`);
       }
+      for (const file of Object.keys(data.controlData)) checkControlFileName(file, name);
       allowed.set(name, { name, sha256: data.sha256, controlData: data.controlData, requires: requiresOf(controlFile) });
     }
   }
@@ -141,6 +142,14 @@ function validName(name: string, field: string): void {
     if (error instanceof InvalidExtensionNameError) throw new SpecError(field, error.reason);
     throw error;
   }
+}
+
+/** A control_data key must be one of the extension's own control files: compute-ctl writes it to <sharedir>/extension/<key>. */
+function checkControlFileName(file: string, extension: string): void {
+  const reason = /^[^/\\]+\.control$/.test(file)
+    ? foreignFileReason(`share/extension/${file}`, extension)
+    : "it is not a control file name (<name>.control or <name>--<version>.control, no folders)";
+  if (reason !== undefined) throw new SpecError(`remote_extensions.extension_data.${extension}.control_data`, `key ${JSON.stringify(file)} is refused: ${reason}`);
 }
 
 /** The `requires` list of a control file: "cube, earthdistance" -> ["cube", "earthdistance"]. */

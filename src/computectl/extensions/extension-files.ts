@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -18,6 +19,7 @@ import {
 } from "./extension-files-options.js";
 import { checkExtensionName, libraryNameOf } from "./extension-names.js";
 import { installBundle } from "./install-bundle.js";
+import { placeOwnedFiles } from "./install-file-owners.js";
 import {
   extensionDir,
   extensionFilesPresent,
@@ -104,7 +106,7 @@ export class ExtensionFiles {
       ...new Set(this.options.preloadLibraries.flatMap((library) => this.options.libraryIndex.get(library) ?? [])),
     ];
     const [control, downloads] = await Promise.allSettled([
-      Promise.all(this.laidDown.values()).then((written) => ({ ms: performance.now() - start, written: written.filter(Boolean).length })),
+      allSettledOrFirstError([...this.laidDown.values()]).then((written) => ({ ms: performance.now() - start, written: written.filter(Boolean).length })),
       Promise.all(preload.map((name) => this.fetch(name, "on_demand", new Set()))).then(() => performance.now() - start),
     ]);
     if (control.status === "rejected") throw control.reason;
@@ -199,9 +201,14 @@ export class ExtensionFiles {
       return false;
     }
     await markPending(this.options.dirs, extension.name, extension.sha256);
-    for (const [file, content] of Object.entries(extension.controlData)) {
-      await writeFileAtomic(path.join(extensionDir(this.options.dirs), file), content);
-    }
+    await placeOwnedFiles(
+      this.options.dirs,
+      { extension: extension.name, bundleSha256: extension.sha256 },
+      Object.entries(extension.controlData).map(([file, content]) => {
+        const target = path.join(extensionDir(this.options.dirs), file);
+        return { path: `share/extension/${file}`, target, sha256: sha256OfText(content), put: () => writeFileAtomic(target, content) };
+      }),
+    );
     return true;
   }
 
@@ -280,6 +287,18 @@ export class ExtensionFiles {
     }
     this.options.onEvent(event);
   }
+}
+
+/** Waits for every promise (none keeps writing after it returns), then rejects with the first failure, if any. */
+async function allSettledOrFirstError<T>(promises: readonly Promise<T>[]): Promise<T[]> {
+  const results = await Promise.allSettled(promises);
+  const failed = results.find((result) => result.status === "rejected");
+  if (failed !== undefined) throw failed.reason;
+  return results.map((result) => (result as PromiseFulfilledResult<T>).value);
+}
+
+function sha256OfText(text: string): string {
+  return createHash("sha256").update(text, "utf8").digest("hex");
 }
 
 /** Waits for `promise`, or rejects with the signal's reason when it aborts first. */

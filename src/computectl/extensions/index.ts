@@ -17,10 +17,12 @@ export {
   ExtensionDownloadError,
   ExtensionFilesClosedError,
   ExtensionNotAvailableError,
+  FileOwnerConflictError,
   InvalidExtensionNameError,
   PreloadLibraryMissingError,
   UnsafeBundleError,
   type ExtensionKind,
+  type FileConflict,
 } from "./extension-errors.js";
 export { createExtensionServerRoute, type ExtensionEnsurer } from "./extension-server-route.js";
 export { computeHookLibrary, computeHookSettings, type ComputeHookSettingsOptions } from "./compute-hook-settings.js";
