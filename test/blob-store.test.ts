@@ -15,6 +15,7 @@ import {
   BlobTooLargeError,
   claimKey,
   openBlobStore,
+  withBlobLease,
   type BlobStore,
   type ListOptions,
 } from "../src/blob/index.js";
@@ -440,6 +441,38 @@ describe.each([localBackend, s3Backend])("blob store contract: $name", (backend)
       expect(claim.won).toBe(false);
       expect(claim.won ? undefined : Buffer.from(claim.holder).toString()).toBe("first holder");
       expect((await store.head("taken"))?.etag).toBe(holder.etag);
+    });
+  });
+
+  describe("leases", () => {
+    it("lets one holder at a time act, across two stores, and leaves nothing behind", async () => {
+      const other = await backend.openSame();
+      try {
+        let holding = 0;
+        let most = 0;
+        await Promise.all(
+          Array.from({ length: 6 }, (_, i) =>
+            withBlobLease(i % 2 === 0 ? store : other, "leases/x/", { leaseMs: 30_000 }, async () => {
+              holding += 1;
+              most = Math.max(most, holding);
+              await new Promise((resolve) => setTimeout(resolve, 20));
+              holding -= 1;
+            }),
+          ),
+        );
+        expect(most).toBe(1);
+        expect(await listKeys(store, "leases/")).toEqual([]);
+      } finally {
+        await other.close();
+      }
+    });
+
+    it("takes over a lease whose holder died, once it expired", async () => {
+      const dead = { holder: "crashed replica", expires_at_ms: Date.now() - 1000 };
+      await store.put("leases/y/000000000001", chunksOf(text(JSON.stringify(dead))));
+      const ran = await withBlobLease(store, "leases/y/", { leaseMs: 30_000, clockSkewMs: 0 }, async () => "ran");
+      expect(ran).toBe("ran");
+      expect(await listKeys(store, "leases/")).toEqual([]);
     });
   });
 

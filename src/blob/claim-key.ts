@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
 import { BlobClaimUnsettledError, BlobNotFoundError, BlobPreconditionFailedError } from "./blob-errors.js";
 import type { BlobInfo, BlobStore } from "./blob-store.js";
+import { bytesBody } from "./bytes-body.js";
 
 /** The outcome of claimKey(): the winner's object, or what the winner stored. */
 export type ClaimResult =
@@ -59,7 +60,7 @@ export async function claimKey(
 /** undefined: the key was deleted between the failed put and the read; try again. */
 async function claimWithCondition(store: BlobStore, key: string, body: Uint8Array): Promise<ClaimResult | undefined> {
   try {
-    return { won: true, info: await store.put(key, once(body), { ifNoneMatch: "*" }) };
+    return { won: true, info: await store.put(key, bytesBody(body), { ifNoneMatch: "*" }) };
   } catch (error) {
     if (!(error instanceof BlobPreconditionFailedError)) throw error;
     return lostTo(store, key);
@@ -71,7 +72,7 @@ async function claimWithCandidates(store: BlobStore, key: string, body: Uint8Arr
   if ((await store.head(key)) !== undefined) return lostTo(store, key);
   const claims = `${key}.claims/`;
   const candidate = `${claims}${Date.now().toString().padStart(15, "0")}-${randomUUID()}`;
-  const mine = await store.put(candidate, once(body));
+  const mine = await store.put(candidate, bytesBody(body));
   try {
     const others: BlobInfo[] = [];
     let listedMine: BlobInfo | undefined;
@@ -84,7 +85,7 @@ async function claimWithCandidates(store: BlobStore, key: string, body: Uint8Arr
     for (const stale of others.filter((other) => !live.includes(other))) await store.delete(stale.key);
     if (listedMine === undefined || live.length > 0) return undefined;
     if ((await store.head(key)) !== undefined) return lostTo(store, key);
-    return { won: true, info: await store.put(key, once(body)) };
+    return { won: true, info: await store.put(key, bytesBody(body)) };
   } finally {
     await store.delete(candidate);
   }
@@ -99,8 +100,4 @@ async function lostTo(store: BlobStore, key: string): Promise<ClaimResult | unde
     if (error instanceof BlobNotFoundError) return undefined;
     throw error;
   }
-}
-
-async function* once(body: Uint8Array): AsyncGenerator<Uint8Array> {
-  yield body;
 }

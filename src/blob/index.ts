@@ -35,3 +35,5 @@ export {
 export { openBlobStore } from "./open-blob-store.js";
 export { blobErrorToConnect } from "./blob-error-to-connect.js";
 export { claimKey, type ClaimOptions, type ClaimResult } from "./claim-key.js";
+export { withBlobLease, type BlobLeaseOptions } from "./blob-lease.js";
+export { bytesBody } from "./bytes-body.js";

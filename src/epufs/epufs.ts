@@ -5,17 +5,33 @@ import {
   BlobNotFoundError,
   BlobTooLargeError,
   blobErrorToConnect,
+  withBlobLease,
   type BlobInfo,
   type BlobStore,
 } from "../blob/index.js";
 import { describeEndpoint, validateEndpointRef, validateId, type EndpointIds } from "./endpoint-ref.js";
 import { endpointArchive } from "./endpoint-archive.js";
-import { endpointPrefix, fileKey, pgdataPrefix, tenantPrefix, timelinePrefix } from "./epufs-keys.js";
+import {
+  endpointPrefix,
+  fileKey,
+  leasesPrefixOf,
+  pgdataPrefix,
+  quotaLeasePrefix,
+  tenantPrefix,
+  timelinePrefix,
+} from "./epufs-keys.js";
 import type { CompiledEpufsOptions } from "./epufs-options.js";
 import { formatBytes } from "./format-bytes.js";
 import { KeyedMutex } from "./keyed-mutex.js";
 import { validatePgdataPath } from "./pgdata-path.js";
 import { quoteInput } from "../errors/index.js";
+
+/**
+ * Longest time one put may hold its endpoint's quota lease; a replica that
+ * crashes mid-put blocks the endpoint's puts for this long plus the clock skew
+ * tolerance (30 s).
+ */
+const quotaLeaseMs = 60_000;
 
 /** One stored file, as every transport reports it. */
 export interface EpufsFileInfo {
@@ -63,8 +79,10 @@ export interface DeletedFiles {
  *
  * Transport-free: every method takes the call's verified claims (undefined on
  * a server run without auth) and throws ConnectError with the right code.
- * Puts of one endpoint run one at a time in this process, so the quota check
- * and the store cannot interleave with another put of that endpoint.
+ * Puts of one endpoint run one at a time, across every replica sharing the
+ * store: in this process behind a mutex, across processes behind the
+ * endpoint's quota lease in the store (withBlobLease), so the quota check and
+ * the put cannot interleave with another put of that endpoint.
  */
 export class Epufs {
   private readonly endpointLocks = new KeyedMutex();
@@ -92,27 +110,57 @@ export class Epufs {
     if (input.size !== undefined && input.size > maxFileBytes) {
       throw this.fileTooLarge(path, input.size);
     }
-    return this.endpointLocks.run(endpointPrefix(ids), signal, async () => {
-      const othersBytes = await this.usedBytes(ids, path);
-      const available = Math.max(0, this.options.endpointQuotaBytes - othersBytes);
-      if (input.size !== undefined && input.size > available) {
-        throw this.overQuota(ids, path, othersBytes, input.size);
+    return this.endpointLocks.run(endpointPrefix(ids), signal, () =>
+      this.underQuotaLease(ids, signal, (leaseSignal) => this.putUnderLease(ids, input, key, body, leaseSignal)),
+    );
+  }
+
+  /** Runs `put` holding the endpoint's quota lease; its signal also aborts when the lease runs out. */
+  private async underQuotaLease<T>(
+    ids: EndpointIds,
+    signal: AbortSignal | undefined,
+    put: (signal: AbortSignal) => Promise<T>,
+  ): Promise<T> {
+    try {
+      return await withBlobLease(
+        this.store,
+        quotaLeasePrefix(ids),
+        { leaseMs: quotaLeaseMs, ...(signal ? { signal } : {}) },
+        put,
+      );
+    } catch (error) {
+      throw blobErrorToConnect(error);
+    }
+  }
+
+  private async putUnderLease(
+    ids: EndpointIds,
+    input: PutFileInput,
+    key: string,
+    body: AsyncIterable<Uint8Array>,
+    signal: AbortSignal,
+  ): Promise<EpufsFileInfo> {
+    const path = input.path;
+    const { maxFileBytes } = this.options;
+    const othersBytes = await this.usedBytes(ids, path);
+    const available = Math.max(0, this.options.endpointQuotaBytes - othersBytes);
+    if (input.size !== undefined && input.size > available) {
+      throw this.overQuota(ids, path, othersBytes, input.size);
+    }
+    const maxBytes = Math.min(maxFileBytes, available);
+    try {
+      const info = await this.store.put(key, body, {
+        maxBytes,
+        signal,
+        ...(input.size !== undefined ? { expectedBytes: input.size } : {}),
+      });
+      return toFileInfo(path, info);
+    } catch (error) {
+      if (error instanceof BlobTooLargeError) {
+        throw maxBytes === maxFileBytes ? this.fileTooLarge(path) : this.overQuota(ids, path, othersBytes);
       }
-      const maxBytes = Math.min(maxFileBytes, available);
-      try {
-        const info = await this.store.put(key, body, {
-          maxBytes,
-          ...(input.size !== undefined ? { expectedBytes: input.size } : {}),
-          ...(signal ? { signal } : {}),
-        });
-        return toFileInfo(path, info);
-      } catch (error) {
-        if (error instanceof BlobTooLargeError) {
-          throw maxBytes === maxFileBytes ? this.fileTooLarge(path) : this.overQuota(ids, path, othersBytes);
-        }
-        throw blobErrorToConnect(error);
-      }
-    });
+      throw error;
+    }
   }
 
   async getFile(
@@ -214,6 +262,7 @@ export class Epufs {
   private async deletePrefix(prefix: string): Promise<DeletedFiles> {
     try {
       const counts = await this.store.deletePrefix(prefix);
+      await this.store.deletePrefix(leasesPrefixOf(prefix));
       return { files: counts.objects, bytes: counts.bytes };
     } catch (error) {
       throw blobErrorToConnect(error);

@@ -1,8 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 import type { BlobStoreOptions } from "../../src/blob/index.js";
 
@@ -26,17 +25,17 @@ const accessKeyId = "S3RVER";
 const secretAccessKey = "S3RVER";
 
 /**
- * Starts s3rver in a child process on a free loopback port (it binds port 0
+ * Starts s3rver (through s3rver-main.cjs) in a child process on a free loopback port (it binds port 0
  * and prints the port), under `node --openssl-legacy-provider` (without it,
  * paginated listings fail), with a fresh data directory and `bucket` created.
  */
 export async function startS3rver(bucket = "pgmesh-test"): Promise<S3rverHandle> {
   const directory = await mkdtemp(join(tmpdir(), "pgmesh-s3rver-"));
-  const require = createRequire(import.meta.url);
-  const bin = join(dirname(require.resolve("s3rver/package.json")), "bin", "s3rver.js");
+  // s3rver's own command line, with fixes for its races under concurrent puts and deletes (see the file).
+  const main = join(import.meta.dirname, "s3rver-main.cjs");
   const child = spawn(
     process.execPath,
-    ["--openssl-legacy-provider", bin, "-d", directory, "-a", "127.0.0.1", "-p", "0", "-s", "--configure-bucket", bucket],
+    ["--openssl-legacy-provider", main, "-d", directory, "-a", "127.0.0.1", "-p", "0", "-s", "--configure-bucket", bucket],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
   let stderr = "";
