@@ -47,7 +47,7 @@ export interface ExtensionFilesOptions {
   readonly backgroundConcurrency?: number;
   /** Attempts per download (default 5), with exponential backoff between them. */
   readonly maxAttempts?: number;
-  /** First backoff (default 250 ms), doubling up to maxBackoffMs (default 8 000 ms). */
+  /** First backoff (default 250 ms), doubling up to maxBackoffMs (default 8 000 ms); each wait is jittered down to half. */
   readonly initialBackoffMs?: number;
   readonly maxBackoffMs?: number;
   /** Deadline of one DownloadBundle call (default 120 000 ms). */

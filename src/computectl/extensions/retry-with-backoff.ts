@@ -1,6 +1,10 @@
 import { setTimeout as delay } from "node:timers/promises";
 
-/** Bounded exponential backoff: attempt n waits min(maxBackoffMs, initialBackoffMs * 2^(n-1)) before n+1. */
+/**
+ * Bounded exponential backoff with jitter: after attempt n, wait a random time
+ * between half of and all of min(maxBackoffMs, initialBackoffMs * 2^(n-1)), so
+ * computes that failed together (a store restarting) do not retry in lockstep.
+ */
 export interface BackoffPolicy {
   readonly maxAttempts: number;
   readonly initialBackoffMs: number;
@@ -15,8 +19,10 @@ export interface RetryHooks {
   onRetry?(attempt: number, error: unknown, delayMs: number): void;
 }
 
-export function backoffDelayMs(policy: BackoffPolicy, attempt: number): number {
-  return Math.min(policy.maxBackoffMs, policy.initialBackoffMs * 2 ** (attempt - 1));
+/** The wait after attempt `attempt`; `random` (in [0, 1)) picks the point in the jitter range. */
+export function backoffDelayMs(policy: BackoffPolicy, attempt: number, random: () => number = Math.random): number {
+  const ceilingMs = Math.min(policy.maxBackoffMs, policy.initialBackoffMs * 2 ** (attempt - 1));
+  return ceilingMs / 2 + random() * (ceilingMs / 2);
 }
 
 /** Runs `attempt(1)`, `attempt(2)`, … until one resolves; rethrows the last error. */
