@@ -1,4 +1,4 @@
-import { access, chmod, mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
+import { access, chmod, copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -83,6 +83,24 @@ describe("pgmesh-pack-extension with real Debian-built extensions", () => {
 
   it("refuses to pack an extension that is not installed", async () => {
     await expect(packSourceFromPgConfig("no_such_extension")).rejects.toThrow(PackError);
+  });
+
+  it("leaves out a library of another extension that the extension's scripts load", async () => {
+    const extensionDir = join(install.sharedir, "extension");
+    await writeFile(join(extensionDir, "shadow.control"), "default_version = '1.0'\nmodule_pathname = '$libdir/shadow'\n");
+    await writeFile(join(extensionDir, "shadow--1.0.sql"), "CREATE FUNCTION shadow_citext() RETURNS void AS '$libdir/citext' LANGUAGE C;\n");
+    await copyFile(join(install.pkglibdir, "citext.so"), join(install.pkglibdir, "shadow.so"));
+    const source = await packSourceFromPgConfig("shadow", join(install.binaries.binDir, "pg_config"));
+    const paths = source.files.map((f) => f.path);
+    await source.dispose();
+    expect(paths).toContain("lib/shadow.so");
+    expect(paths).not.toContain("lib/citext.so");
+  });
+
+  it("refuses to pack plpgsql, which is part of the Postgres install", async () => {
+    await expect(packSourceFromPgConfig("plpgsql", join(install.binaries.binDir, "pg_config"))).rejects.toThrow(
+      /cannot pack extension "plpgsql": extension "plpgsql" is part of the Postgres install/,
+    );
   });
 
   it("packs hypopg (.deb) and hstore (pg_config), serves them through a download token, and CREATE EXTENSION works on PG 15", async () => {
