@@ -2,12 +2,12 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { WalRedoService } from "../gen/pgmesh/walredo/v1/walredo_pb.js";
-import { compileServiceConfig, defineFlags, parseCommandLine, serviceFlags, UsageError } from "../src/config/index.js";
+import { compileServerConfig, defineFlags, parseCommandLine, serverFlags, UsageError } from "../src/config/index.js";
 import { createLogger, loadServerAuth, serviceOf, startServer } from "../src/server/index.js";
 import { compileWalRedoOptions, createWalRedoService, RedoProcessPool, WalRedoOptionsError } from "../src/walredo/index.js";
 
 const flags = defineFlags({
-  ...serviceFlags("walredo"),
+  ...serverFlags("walredo"),
   bundle: { type: "string", valueName: "DIR", default: path.resolve(".pgmesh/bundle"), help: "Postgres bundle (`bundle --out DIR`) whose postgres runs the walredo processes and whose initdb serves Initdb" },
   "no-bundle": { type: "boolean", help: "No bundle: Initdb runs the system's initdb (/usr/lib/postgresql/<major>/bin); Redo and Ping answer UNAVAILABLE" },
   "idle-timeout-ms": { type: "number", default: 180_000, help: "Kill a walredo process idle this long" },
@@ -31,7 +31,7 @@ const program = {
 
 const parsed = parseCommandLine(program, flags, {
   validate: ({ values }) => {
-    const config = compileServiceConfig(values);
+    const config = compileServerConfig(values);
     if (!values.noBundle && !existsSync(path.join(values.bundle, "launcher"))) {
       throw new UsageError(`no Postgres bundle at ${path.resolve(values.bundle)}: build one with \`bundle --out ${values.bundle}\`, or pass --no-bundle (Initdb only)`);
     }

@@ -23,10 +23,17 @@ describe("walredo binary", () => {
 
   it("lists its flags with their PGMESH_ variables under --help", async () => {
     const { stdout } = await execFileAsync(process.execPath, [binary, "--help"]);
-    for (const flag of ["--listen", "--bundle", "--auth-keys", "--insecure-no-auth", "--idle-timeout-ms", "--request-timeout-ms", "--max-processes", "--max-processes-per-tenant", "--user"]) {
+    for (const flag of ["--listen", "--bundle", "--auth-keys", "--insecure-no-auth", "--idle-timeout-ms", "--request-timeout-ms", "--max-processes", "--queue-timeout-ms", "--max-processes-per-tenant", "--user"]) {
       expect(stdout).toContain(flag);
     }
     expect(stdout).toContain("PGMESH_MAX_PROCESSES_PER_TENANT");
+  });
+
+  it("has no blob storage flags, and refuses --storage instead of ignoring it", async () => {
+    const { stdout } = await execFileAsync(process.execPath, [binary, "--help"]);
+    expect(stdout).not.toMatch(/--storage|--s3-conditional-writes/);
+    const run = execFileAsync(process.execPath, [binary, "--insecure-no-auth", "--bundle", bundleDir, "--storage", "file:///tmp/unused"]);
+    await expect(run).rejects.toMatchObject({ code: 2, stderr: expect.stringMatching(/Unknown option '--storage'/) });
   });
 
   it("exits 2 naming the flag when the options cannot work", async () => {

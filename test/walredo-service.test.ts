@@ -367,7 +367,7 @@ describe("WalRedo service", () => {
         expect(maskPage(c.relation.kind, page, c.blockNumber).equals(maskPage(c.relation.kind, c.finalPage, c.blockNumber))).toBe(true);
       });
     });
-  });
+  }, 180_000);
 
   it("logs each process's stderr lines with the tenant and pid", async () => {
     const lines: { tenant?: string; redoPid?: number; stderr?: string }[] = [];

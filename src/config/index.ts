@@ -1,13 +1,17 @@
 export { envVarOf, formatUsage, parseFlags, type FlagSpec, type FlagSpecs, type FlagType, type FlagValues, type ParsedFlags } from "./flags.js";
 export { defineFlags, exitWithUsageError, parseCommandLine, type CommandLineIo, type Program } from "./parse-command-line.js";
 export {
+  compileServerConfig,
   compileServiceConfig,
   logLevelNames,
   parseListen,
   parseS3ConditionalWrites,
+  serverFlags,
   serviceFlags,
   servicePorts,
   type LogLevelName,
+  type ServerConfig,
+  type ServerFlagValues,
   type ServiceConfig,
   type ServiceFlagValues,
   type ServiceName,

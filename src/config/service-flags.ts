@@ -18,26 +18,14 @@ export type ServiceName = keyof typeof servicePorts;
 export const logLevelNames = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 export type LogLevelName = (typeof logLevelNames)[number];
 
-/** The flags every service binary shares; spread them into the binary's own table. */
-export function serviceFlags(service: ServiceName, cwd: string = process.cwd()) {
+/** The flags every server binary shares; spread them into the binary's own table. */
+export function serverFlags(service: ServiceName) {
   return defineFlags({
     listen: {
       type: "string",
       valueName: "HOST:PORT",
       default: `127.0.0.1:${servicePorts[service]}`,
       help: "Address to serve gRPC, gRPC-Web, Connect and HTTP on (port 0: any free port)",
-    },
-    storage: {
-      type: "string",
-      valueName: "URL",
-      default: `file://${resolve(cwd, ".pgmesh", service)}`,
-      help: "Blob storage: file:///abs/dir or s3://bucket/prefix (with the standard AWS_* environment)",
-    },
-    "s3-conditional-writes": {
-      type: "string",
-      valueName: "auto|on|off",
-      default: "auto",
-      help: "Whether the S3 server enforces conditional puts (If-None-Match/If-Match): auto probes it at start; s3rver and some S3-compatible servers ignore them, and then replicas coordinate by listing claims instead",
     },
     "auth-keys": {
       type: "string",
@@ -57,22 +45,48 @@ export function serviceFlags(service: ServiceName, cwd: string = process.cwd()) 
   });
 }
 
+/** serverFlags plus the blob storage flags, for the services that keep their data in blob storage. */
+export function serviceFlags(service: ServiceName, cwd: string = process.cwd()) {
+  const { listen, ...rest } = serverFlags(service);
+  return defineFlags({
+    listen,
+    storage: {
+      type: "string",
+      valueName: "URL",
+      default: `file://${resolve(cwd, ".pgmesh", service)}`,
+      help: "Blob storage: file:///abs/dir or s3://bucket/prefix (with the standard AWS_* environment)",
+    },
+    "s3-conditional-writes": {
+      type: "string",
+      valueName: "auto|on|off",
+      default: "auto",
+      help: "Whether the S3 server enforces conditional puts (If-None-Match/If-Match): auto probes it at start; s3rver and some S3-compatible servers ignore them, and then replicas coordinate by listing claims instead",
+    },
+    ...rest,
+  });
+}
+
+export type ServerFlagValues = FlagValues<ReturnType<typeof serverFlags>>;
 export type ServiceFlagValues = FlagValues<ReturnType<typeof serviceFlags>>;
 
-/** The validated shared configuration of a service binary. */
-export interface ServiceConfig {
+/** The validated shared configuration of a server binary. */
+export interface ServerConfig {
   readonly host: string;
   readonly port: number;
-  readonly storageUrl: string;
   /** Set unless insecureNoAuth. */
   readonly authKeysPath: string | undefined;
   readonly insecureNoAuth: boolean;
   readonly logLevel: LogLevelName;
+}
+
+/** ServerConfig plus blob storage. */
+export interface ServiceConfig extends ServerConfig {
+  readonly storageUrl: string;
   readonly s3ConditionalWrites: S3ConditionalWrites;
 }
 
-/** Validates the shared flags; throws UsageError naming the flag. */
-export function compileServiceConfig(values: ServiceFlagValues): ServiceConfig {
+/** Validates the flags every server shares; throws UsageError naming the flag. */
+export function compileServerConfig(values: ServerFlagValues): ServerConfig {
   const { host, port } = parseListen(values.listen);
   if (values.authKeys === undefined && !values.insecureNoAuth) {
     throw new UsageError("give --auth-keys FILE to verify bearer tokens, or --insecure-no-auth to accept every call");
@@ -83,18 +97,16 @@ export function compileServiceConfig(values: ServiceFlagValues): ServiceConfig {
   if (!(logLevelNames as readonly string[]).includes(values.logLevel)) {
     throw new UsageError(`--log-level must be one of ${logLevelNames.join(", ")}, got "${values.logLevel}"`);
   }
+  return { host, port, authKeysPath: values.authKeys, insecureNoAuth: values.insecureNoAuth, logLevel: values.logLevel as LogLevelName };
+}
+
+/** Validates the shared flags and the blob storage flags; throws UsageError naming the flag. */
+export function compileServiceConfig(values: ServiceFlagValues): ServiceConfig {
+  const server = compileServerConfig(values);
   if (!/^(file|s3):\/\//.test(values.storage)) {
     throw new UsageError(`--storage must be a file:// or s3:// URL, got "${values.storage}"`);
   }
-  return {
-    host,
-    port,
-    storageUrl: values.storage,
-    authKeysPath: values.authKeys,
-    insecureNoAuth: values.insecureNoAuth,
-    logLevel: values.logLevel as LogLevelName,
-    s3ConditionalWrites: parseS3ConditionalWrites(values.s3ConditionalWrites),
-  };
+  return { ...server, storageUrl: values.storage, s3ConditionalWrites: parseS3ConditionalWrites(values.s3ConditionalWrites) };
 }
 
 /** Validates --s3-conditional-writes; throws UsageError naming the flag. */

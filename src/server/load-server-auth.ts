@@ -1,11 +1,11 @@
 import type { Logger } from "pino";
 import { createTokenVerifier, loadVerifyKeySet } from "../auth/index.js";
-import type { ServiceConfig } from "../config/index.js";
+import type { ServerConfig } from "../config/index.js";
 import type { ServerAuth } from "./server-options.js";
 
 /** Builds the server's auth from the shared flags: load --auth-keys, or warn loudly about --insecure-no-auth. */
 export async function loadServerAuth(
-  config: Pick<ServiceConfig, "authKeysPath" | "insecureNoAuth">,
+  config: Pick<ServerConfig, "authKeysPath" | "insecureNoAuth">,
   logger: Logger,
 ): Promise<ServerAuth> {
   if (config.insecureNoAuth) {
