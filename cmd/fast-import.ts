@@ -4,12 +4,15 @@ import { pino } from "pino";
 import { blobStoreOptionsFromEnv, openBlobStore } from "../src/blob/index.js";
 import { formatUsage, parseFlags, type FlagSpecs } from "../src/config/flags.js";
 import { UsageError } from "../src/config/usage-error.js";
+import { timelineIdPattern, timelinePrefix, type TimelineRef } from "../src/timeline/index.js";
 import { FastImportError, LogReporter, resolvePgBinaries, runFastImport, TtyReporter, formatBytes, type ImportReporter } from "../src/fastimport/index.js";
 
 const flags = {
   source: { type: "string", valueName: "URI", help: "libpq URI of the source, postgresql://user[:password]@host:port/dbname (the password may instead come from PGPASSWORD); required" },
   storage: { type: "string", valueName: "URL", help: "blob store for the snapshot: file:///abs/dir or s3://bucket/prefix (AWS_ENDPOINT_URL, AWS_REGION and credentials from the environment); required" },
-  prefix: { type: "string", valueName: "P", help: "key prefix of the snapshot in the store: P/pgdata/…, P/status/pgdata, P/status/fast_import; refused when it already holds a done snapshot; required" },
+  prefix: { type: "string", valueName: "P", help: "key prefix of the snapshot in the store: P/pgdata/…, P/status/pgdata, P/status/fast_import; refused when it already holds a done snapshot; required unless --timeline-id" },
+  "tenant-id": { type: "string", valueName: "T", help: "with --timeline-id: the tenant of the timeline to create" },
+  "timeline-id": { type: "string", valueName: "TL", help: "make the import the first snapshot of this new timeline in --storage (what compute-ctl's base_data source \"timeline\" starts from) instead of P/pgdata/; status objects go to P (default tenants/T/timelines/TL/fast-import); refused when the timeline exists" },
   workdir: { type: "string", valueName: "DIR", help: "working directory for the dump and the local PGDATA; must be empty or absent; emptied again after success, kept after a failure; required" },
   jobs: { type: "number", help: "parallel pg_dump / pg_restore / VACUUM jobs (default: the CPU count)" },
   "memory-mb": { type: "number", valueName: "M", help: "memory for the local Postgres in MiB: 20% shared_buffers, 60% maintenance_work_mem shared by the jobs (default: a quarter of the machine's)" },
@@ -39,17 +42,19 @@ async function main(): Promise<number> {
     process.stdout.write(formatUsage(program, flags));
     return 0;
   }
-  for (const name of ["source", "storage", "prefix", "workdir"] as const) {
+  for (const name of ["source", "storage", "workdir"] as const) {
     if (!values[name]) throw new UsageError(`--${name} is required (or PGMESH_${name.toUpperCase()}); see --help`);
   }
-  const prefix = values.prefix!.replace(/^\/+|\/+$/g, "");
+  const timeline = timelineOf(values.tenantId, values.timelineId);
+  if (!values.prefix && !timeline) throw new UsageError("--prefix is required (or PGMESH_PREFIX) unless --tenant-id and --timeline-id name a timeline; see --help");
+  const prefix = (values.prefix ?? `${timelinePrefix(timeline!)}fast-import`).replace(/^\/+|\/+$/g, "");
   const reporter: ImportReporter = process.stderr.isTTY ? new TtyReporter(process.stderr) : new LogReporter(pino({ name: "fast-import" }));
   const store = await openBlobStore(values.storage!, blobStoreOptionsFromEnv(process.env));
   const abort = new AbortController();
   for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => abort.abort(new Error(signal)));
   try {
     const result = await runFastImport(
-      { store, prefix },
+      { store, prefix, ...(timeline ? { timeline } : {}) },
       {
         source: values.source!,
         ...(process.env.PGPASSWORD ? { sourcePassword: process.env.PGPASSWORD } : {}),
@@ -67,7 +72,7 @@ async function main(): Promise<number> {
     );
     const seconds = result.timingsMs.total! / 1000;
     reporter.info(
-      `done: ${result.databases.length} database(s), ${result.tables} tables, ${result.files} files, ${formatBytes(result.bytes.uploaded)} in ${seconds.toFixed(1)} s; snapshot at ${prefix}/`,
+      `done: ${result.databases.length} database(s), ${result.tables} tables, ${result.files} files, ${formatBytes(result.bytes.uploaded)} in ${seconds.toFixed(1)} s; ${timeline ? `timeline ${timeline.tenantId}/${timeline.timelineId} starts from it` : `snapshot at ${prefix}/`}`,
       { result },
     );
     return 0;
@@ -88,3 +93,12 @@ main().then(
     process.exit(error instanceof UsageError ? 2 : 1);
   },
 );
+
+function timelineOf(tenantId: string | undefined, timelineId: string | undefined): TimelineRef | undefined {
+  if (tenantId === undefined && timelineId === undefined) return undefined;
+  if (!tenantId || !timelineId) throw new UsageError("--tenant-id and --timeline-id go together; give both");
+  for (const [flag, id] of [["--tenant-id", tenantId], ["--timeline-id", timelineId]] as const) {
+    if (!timelineIdPattern.test(id)) throw new UsageError(`${flag} ${JSON.stringify(id)} is not a valid id: use 1 to 64 of A-Z a-z 0-9 _ -`);
+  }
+  return { tenantId, timelineId };
+}

@@ -4,109 +4,60 @@
  * local store, branches created by the control plane, restored into fresh
  * PGDATA directories and started.
  */
-import { chmod, mkdtemp, readFile, rm } from "node:fs/promises";
+import { chmod, mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { Code } from "@connectrpc/connect";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openBlobStore, type BlobStore } from "../src/blob/index.js";
-import { freePort } from "../src/net/free-port.js";
-import { chownTree, initdb, resolveUnprivilegedUser, startPostgres, systemPgBinaries, type OsUser, type RunningPostgres } from "../src/pg/index.js";
-import {
-  bootstrapTimeline, claimNextGeneration, createTimelineMeta, planRestore, putWalChunk, resolveHistory, restoreTimeline,
-  shutdownCheckpointOf, TimelineError, writeGenerationStart, type TimelineRef,
-} from "../src/timeline/index.js";
+import { initdb, resolveUnprivilegedUser, systemPgBinaries, type RunningPostgres } from "../src/pg/index.js";
+import { bootstrapTimeline, claimNextGeneration, createTimelineMeta, resolveHistory, TimelineError, type TimelineRef } from "../src/timeline/index.js";
 import { compileTimelineCtlOptions, TimelineCtl } from "../src/timelinectl/index.js";
-import { formatLsn, lastRecordAtOrBelow, parseLsn, walSegmentFileName } from "../src/wal/index.js";
+import { formatLsn, lastRecordAtOrBelow, parseLsn } from "../src/wal/index.js";
+import { queryRows, TimelinePostgres } from "./helpers/timeline-postgres.js";
 
 const segmentBytes = 16 * 1024 * 1024;
 const tenantId = "tenant1";
 const main: TimelineRef = { tenantId, timelineId: "main" };
 const binaries = systemPgBinaries(15);
-const settings = { wal_level: "replica", fsync: "off", autovacuum: "off", shared_buffers: "16MB" };
 
 let root: string;
-let user: OsUser;
 let store: BlobStore;
 let ctl: TimelineCtl;
+let pgs: TimelinePostgres;
 /** LSN after the first insert (id 2) and before the second (id 3); a time between them. */
 let between: bigint;
 let betweenTime: Date;
-let counter = 0;
-
-async function start(dataDir: string): Promise<RunningPostgres> {
-  counter += 1;
-  return startPostgres({
-    binaries, user, dataDir, port: await freePort(), settings,
-    socketDir: path.join(root, `sock${counter}`), logFile: path.join(root, `pg${counter}.log`),
-  });
-}
-
-async function query<T = Record<string, unknown>>(postgres: RunningPostgres, sql: string): Promise<T[]> {
-  const client = new pg.Client({ connectionString: postgres.connectionUri() });
-  await client.connect();
-  try {
-    return (await client.query(sql)).rows as T[];
-  } finally {
-    await client.end();
-  }
-}
-
-/** Ships the stopped cluster's WAL [from, its shutdown checkpoint's end) as chunks of `generation`. */
-async function shipUntilShutdown(ref: TimelineRef, generation: number, dataDir: string, from: bigint): Promise<bigint> {
-  const { endLsn } = await shutdownCheckpointOf(dataDir);
-  const segment = BigInt(segmentBytes);
-  for (let at = from; at < endLsn;) {
-    const segno = at / segment;
-    const bytes = await readFile(path.join(dataDir, "pg_wal", walSegmentFileName(1, segno, segmentBytes)));
-    const to = (segno + 1n) * segment < endLsn ? (segno + 1n) * segment : endLsn;
-    await putWalChunk(store, ref, { startLsn: at, generation, segmentBytes, bytes: bytes.subarray(Number(at % segment), Number(to - segno * segment)) });
-    at = to;
-  }
-  return endLsn;
-}
-
-/** Claims a generation, restores the timeline into a fresh PGDATA and starts Postgres there. */
-async function startTimeline(ref: TimelineRef): Promise<{ postgres: RunningPostgres; dataDir: string; generation: number; startLsn: bigint }> {
-  const { generation } = await claimNextGeneration(store, ref, `test-${counter}`);
-  const plan = (await planRestore(store, ref))!;
-  const dataDir = await mkdtemp(path.join(root, `${ref.timelineId}-`));
-  const { startLsn } = await restoreTimeline(store, plan, dataDir, { concurrency: 4 });
-  await writeGenerationStart(store, ref, generation, startLsn);
-  await chmod(dataDir, 0o700);
-  await chownTree(dataDir, user);
-  return { postgres: await start(dataDir), dataDir, generation, startLsn };
-}
 
 async function ids(postgres: RunningPostgres): Promise<number[]> {
-  return (await query<{ id: number }>(postgres, "select id from t order by id")).map((r) => r.id);
+  return (await queryRows<{ id: number }>(postgres, "select id from t order by id")).map((r) => r.id);
 }
 
 beforeAll(async () => {
   root = await mkdtemp(path.join(os.tmpdir(), "pgmesh-branch-"));
   await chmod(root, 0o755);
-  user = await resolveUnprivilegedUser();
+  const user = await resolveUnprivilegedUser();
   store = await openBlobStore(pathToFileURL(path.join(root, "store")).href);
+  pgs = new TimelinePostgres(root, store, user, segmentBytes);
   ctl = new TimelineCtl(store, compileTimelineCtlOptions());
   const dataDir = path.join(root, "main");
   await initdb({ binaries, dataDir, user, extraArgs: ["--no-sync"] });
-  let postgres = await start(dataDir);
-  await query(postgres, "create table t (id int primary key); insert into t values (1)");
+  let postgres = await pgs.start(dataDir);
+  await queryRows(postgres, "create table t (id int primary key); insert into t values (1)");
   await postgres.stop("fast");
   await createTimelineMeta(store, { ...main, pgMajor: 15, pgTli: 1, walSegmentBytes: segmentBytes, createdAt: new Date(), ancestor: null });
   await claimNextGeneration(store, main, "bootstrap");
   const { startLsn } = await bootstrapTimeline(store, main, 1, dataDir, { concurrency: 4, pgMajor: 15, pgTli: 1, segmentBytes });
   // The same generation writes on: two inserts with an LSN and a time between them.
-  postgres = await start(dataDir);
-  await query(postgres, "insert into t values (2)");
-  const [mid] = await query<{ lsn: string; time: Date }>(postgres, "select pg_sleep(0.01), pg_current_wal_insert_lsn()::text as lsn, clock_timestamp() as time, pg_sleep(0.01)");
+  postgres = await pgs.start(dataDir);
+  await queryRows(postgres, "insert into t values (2)");
+  const [mid] = await queryRows<{ lsn: string; time: Date }>(postgres, "select pg_sleep(0.01), pg_current_wal_insert_lsn()::text as lsn, clock_timestamp() as time, pg_sleep(0.01)");
   between = parseLsn(mid!.lsn);
   betweenTime = mid!.time;
-  await query(postgres, "insert into t values (3)");
+  await queryRows(postgres, "insert into t values (3)");
   await postgres.stop("fast");
-  await shipUntilShutdown(main, 1, dataDir, startLsn);
+  await pgs.shipUntilShutdown(main, 1, dataDir, startLsn);
 });
 
 afterAll(async () => {
@@ -121,7 +72,7 @@ describe("Timeline branches on real PostgreSQL", () => {
     const history = await resolveHistory(store, main);
     const boundary = await lastRecordAtOrBelow({ walDir: path.join(root, "main", "pg_wal"), startLsn: history.snapshots[0]!.lsn, atOrBelow: between });
     expect(formatLsn(child.meta.ancestor!.lsn)).toBe(formatLsn(boundary!.endLsn));
-    const { postgres } = await startTimeline({ tenantId, timelineId: "at-lsn" });
+    const { postgres } = await pgs.startTimeline({ tenantId, timelineId: "at-lsn" });
     try {
       expect(await ids(postgres)).toEqual([1, 2]);
     } finally {
@@ -132,12 +83,12 @@ describe("Timeline branches on real PostgreSQL", () => {
   it("writes on a branch are invisible to its ancestor, and stay on the branch", async () => {
     const ref = { tenantId, timelineId: "writer" };
     await ctl.branch(ref, "main", { lsn: between });
-    const first = await startTimeline(ref);
-    await query(first.postgres, "insert into t values (99)");
+    const first = await pgs.startTimeline(ref);
+    await queryRows(first.postgres, "insert into t values (99)");
     await first.postgres.stop("fast");
-    await shipUntilShutdown(ref, first.generation, first.dataDir, first.startLsn);
-    const parent = await startTimeline(main);
-    const again = await startTimeline(ref);
+    await pgs.shipUntilShutdown(ref, first.generation, first.dataDir, first.startLsn);
+    const parent = await pgs.startTimeline(main);
+    const again = await pgs.startTimeline(ref);
     try {
       expect(await ids(parent.postgres)).toEqual([1, 2, 3]);
       expect(await ids(again.postgres)).toEqual([1, 2, 99]);
@@ -150,7 +101,7 @@ describe("Timeline branches on real PostgreSQL", () => {
   it("a point-in-time branch by time sees the commits made by then and none after", async () => {
     const ref = { tenantId, timelineId: "at-time" };
     await ctl.branch(ref, "main", { time: betweenTime });
-    const { postgres } = await startTimeline(ref);
+    const { postgres } = await pgs.startTimeline(ref);
     try {
       expect(await ids(postgres)).toEqual([1, 2]);
     } finally {

@@ -73,6 +73,16 @@ export class WorkdirNotEmptyError extends FastImportError {
   }
 }
 
+/** The target timeline exists already; fast-import only creates new timelines. */
+export class TimelineExistsError extends FastImportError {
+  constructor(readonly timeline: { readonly tenantId: string; readonly timelineId: string }) {
+    super(
+      "check",
+      `timeline ${timeline.tenantId}/${timeline.timelineId} already exists; fast-import only creates a new timeline: choose another --timeline-id, or delete it (pgmesh-timeline delete) first`,
+    );
+  }
+}
+
 /** The prefix already holds a complete snapshot; fast-import does not overwrite one. */
 export class SnapshotExistsError extends FastImportError {
   constructor(readonly statusKey: string) {

@@ -9,6 +9,7 @@ import {
   FastImportError,
   ImportCancelledError,
   SnapshotExistsError,
+  TimelineExistsError,
   type ImportPhase,
 } from "./fast-import-errors.js";
 import { compileFastImportOptions, type FastImportOptions } from "./fast-import-options.js";
@@ -20,14 +21,21 @@ import { PhaseRunner } from "./phase-runner.js";
 import { importRoles } from "./import-roles.js";
 import { listSnapshotFiles } from "./snapshot-files.js";
 import { getJson, putJson, snapshotKeys } from "./snapshot-status.js";
+import { importIntoTimeline } from "./import-into-timeline.js";
+import { deleteTimeline, describeTimeline, readTimelineMeta, type TimelineRef } from "../timeline/index.js";
 import { inspectSource } from "./source-catalog.js";
 import { uploadSnapshot } from "./upload-snapshot.js";
 import { prepareWorkdir } from "./workdir.js";
 
-/** Where the snapshot goes: a blob store and the prefix P inside it. */
+/**
+ * Where the snapshot goes: a blob store and the prefix P inside it (status
+ * objects, and P/pgdata/); or, with `timeline`, a new timeline of that store
+ * whose first snapshot it becomes (status objects still under P).
+ */
 export interface SnapshotTarget {
   readonly store: BlobStore;
   readonly prefix: string;
+  readonly timeline?: TimelineRef;
 }
 
 /** What a successful import reports (and stores in P/status/fast_import). */
@@ -56,8 +64,10 @@ export async function runFastImport(
   signal?: AbortSignal,
 ): Promise<FastImportResult> {
   const keys = snapshotKeys(target.prefix);
+  if (target.timeline && (await readTimelineMeta(target.store, target.timeline))) throw new TimelineExistsError(target.timeline);
   const existing = await getJson(target.store, keys.pgdataStatus);
   if (existing?.done === true) throw new SnapshotExistsError(keys.pgdataStatus);
+  let timelineCreated = false;
 
   const startedAt = new Date();
   const phases = new PhaseRunner(reporter, signal);
@@ -109,21 +119,32 @@ export async function runFastImport(
     cluster = undefined;
     const snapshot = await listSnapshotFiles(layout.pgdata, control.redoWalFile);
     bytes.pgdata = snapshot.totalBytes;
-    await phases.run("upload", keys.pgdataPrefix, async (sample) => {
-      let filesDone = 0;
-      sample(() => ({ bytesDone: bytes.uploaded, bytesTotal: snapshot.totalBytes, itemsDone: filesDone, itemsTotal: snapshot.files.length, itemUnit: "files" }));
-      await uploadSnapshot(snapshot.files, {
-        store: target.store,
-        pgdata: layout.pgdata,
-        keyPrefix: keys.pgdataPrefix,
-        concurrency: compiled.uploadConcurrency,
-        ...(signal ? { signal } : {}),
-        onProgress: (done, files) => {
-          bytes.uploaded = done;
-          filesDone = files;
-        },
+    if (target.timeline) {
+      const timeline = target.timeline;
+      await phases.run("upload", `timeline ${describeTimeline(timeline)}`, async () => {
+        timelineCreated = true;
+        await importIntoTimeline(target.store, timeline, layout.pgdata, {
+          pgMajor: compiled.pgBinaries.major, concurrency: compiled.uploadConcurrency, ...(signal ? { signal } : {}),
+        });
+        bytes.uploaded = snapshot.totalBytes;
       });
-    });
+    } else {
+      await phases.run("upload", keys.pgdataPrefix, async (sample) => {
+        let filesDone = 0;
+        sample(() => ({ bytesDone: bytes.uploaded, bytesTotal: snapshot.totalBytes, itemsDone: filesDone, itemsTotal: snapshot.files.length, itemUnit: "files" }));
+        await uploadSnapshot(snapshot.files, {
+          store: target.store,
+          pgdata: layout.pgdata,
+          keyPrefix: keys.pgdataPrefix,
+          concurrency: compiled.uploadConcurrency,
+          ...(signal ? { signal } : {}),
+          onProgress: (done, files) => {
+            bytes.uploaded = done;
+            filesDone = files;
+          },
+        });
+      });
+    }
 
     const result: FastImportResult = {
       databases: catalog.databases.map((db) => db.name),
@@ -157,6 +178,7 @@ export async function runFastImport(
     // Status first, so no reader ever takes the half-uploaded objects for a snapshot.
     await putJson(target.store, keys.pgdataStatus, { done: false, error: error.message, phase: error.phase }).catch(() => undefined);
     await target.store.deletePrefix(keys.pgdataPrefix).catch(() => undefined);
+    if (timelineCreated) await deleteTimeline(target.store, target.timeline!).catch(() => undefined);
     await putJson(target.store, keys.jobStatus, jobStatus(startedAt, timings, bytes, { done: false, error: error.message, phase: error.phase })).catch((e: unknown) =>
       reporter.warn(`could not write ${keys.jobStatus}: ${e instanceof Error ? e.message : String(e)}`),
     );

@@ -13,6 +13,7 @@ export {
   InvalidSourceError,
   SnapshotExistsError,
   SourceUnreachableError,
+  TimelineExistsError,
   ToolFailedError,
   UncleanShutdownError,
   WorkdirNotEmptyError,
