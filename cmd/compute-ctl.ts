@@ -16,6 +16,8 @@ const flags = defineFlags({
   "pg-listen": { type: "string", valueName: "ADDRS", default: "127.0.0.1", help: "Postgres listen_addresses" },
   "no-extensions": { type: "boolean", help: "run without the compute hook and remote extensions (for a Postgres install without pgmesh_compute_hook in its pkglibdir)" },
   "extension-timeout-ms": { type: "number", default: 30000, help: "how long CREATE EXTENSION / LOAD wait for an extension's files" },
+  "compute-id": { type: "string", short: "i", valueName: "ID", help: "names this compute in a timeline's generation claims (default: host name and process id)" },
+  "rpo-ms": { type: "number", default: 1000, help: "timeline source: the most committed work a crash may lose; WAL is shipped every rpo/4 ms" },
   ...shared,
 });
 
@@ -54,6 +56,8 @@ async function main(): Promise<void> {
     ...(values.connstr ? { connstr: values.connstr } : {}),
     ...(values.pgPort !== undefined ? { pgPort: values.pgPort } : {}),
     pgListenAddresses: values.pgListen,
+    ...(values.computeId ? { computeId: values.computeId } : {}),
+    rpoMs: values.rpoMs,
     blobStoreOptions: { ...blobStoreOptionsFromEnv(process.env), s3ConditionalWrites: parseS3ConditionalWrites(values.s3ConditionalWrites) },
     ...parseListen(values.listen),
     auth: await loadServerAuth({ authKeysPath: values.authKeys, insecureNoAuth: values.insecureNoAuth }, logger),

@@ -35,7 +35,7 @@ const standardEmptyDirs = [
  * it goes first, while postmaster.pid still names it, once the dead
  * postmaster's children have let go of it.
  */
-export async function layDownBaseData(source: BaseDataSource, options: BaseDataOptions): Promise<void> {
+export async function layDownBaseData(source: Exclude<BaseDataSource, { source: "timeline" }>, options: BaseDataOptions): Promise<void> {
   await removeOrphanedShmem(options.pgdata, { waitMs: 5_000 });
   await rm(options.pgdata, { recursive: true, force: true });
   if (source.source === "initdb") {

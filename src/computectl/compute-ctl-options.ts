@@ -1,3 +1,4 @@
+import os from "node:os";
 import path from "node:path";
 import type { BlobStoreOptions } from "../blob/index.js";
 import type { PgBinaries } from "../pg/index.js";
@@ -30,6 +31,10 @@ export interface ComputeCtlOptions {
   readonly snapshotConcurrency?: number;
   /** S3 settings for snapshot storage URLs (from the standard AWS environment). */
   readonly blobStoreOptions?: BlobStoreOptions;
+  /** Names this compute in a timeline's generation claims (-i); default host name + process id. */
+  readonly computeId?: string;
+  /** Timeline source: the most committed work a crash may lose, in ms; WAL is shipped at least 4 times as often (default 1 000). */
+  readonly rpoMs?: number;
 }
 
 export interface CompiledComputeCtlOptions {
@@ -46,6 +51,8 @@ export interface CompiledComputeCtlOptions {
   readonly savedFilesTimeoutMs: number;
   readonly snapshotConcurrency: number;
   readonly blobStoreOptions: BlobStoreOptions;
+  readonly computeId: string;
+  readonly rpoMs: number;
 }
 
 /** Validates and defaults ComputeCtlOptions; throws RangeError/TypeError naming the option. */
@@ -78,6 +85,8 @@ export function compileComputeCtlOptions(options: ComputeCtlOptions): CompiledCo
     savedFilesTimeoutMs: positive("savedFilesTimeoutMs", options.savedFilesTimeoutMs ?? 10_000),
     snapshotConcurrency: positive("snapshotConcurrency", options.snapshotConcurrency ?? 8),
     blobStoreOptions: options.blobStoreOptions ?? {},
+    computeId: options.computeId || `${os.hostname()}-${process.pid}`,
+    rpoMs: positive("rpoMs (--rpo-ms)", options.rpoMs ?? 1_000),
   };
 }
 

@@ -1,3 +1,4 @@
+import { timelineIdPattern } from "../timeline/index.js";
 import { JsonReader } from "./json-reader.js";
 import { SpecError } from "./spec-error.js";
 
@@ -65,7 +66,9 @@ export interface RemoteExtensions {
 
 export type BaseDataSource =
   | { readonly source: "initdb" }
-  | { readonly source: "snapshot"; readonly storage: string; readonly prefix: string };
+  | { readonly source: "snapshot"; readonly storage: string; readonly prefix: string }
+  /** The timeline tenant_id/timeline_id in a blob store: the compute's data is durable there. */
+  | { readonly source: "timeline"; readonly storage: string };
 
 export interface ServiceAddress {
   /** host:port */
@@ -162,6 +165,13 @@ export function parseComputeSpec(value: unknown): ComputeSpec {
     endpointStorage: parseEndpointStorage(root),
     ...parsePgmesh(root.field("pgmesh")),
   };
+  if (spec.baseData.source === "timeline") {
+    for (const id of ["tenant_id", "timeline_id"] as const) {
+      const reader = root.field(id);
+      if (reader.isAbsent) reader.fail('is required when pgmesh.base_data.source is "timeline" (it names the durable timeline)');
+      if (!timelineIdPattern.test(reader.nonEmptyString())) reader.fail('must be 1 to 64 letters, digits, "_" or "-" (a timeline id)');
+    }
+  }
   if (spec.endpointStorage) {
     for (const id of ["tenant_id", "timeline_id", "endpoint_id"] as const) {
       if (root.field(id).isAbsent) root.field(id).fail("is required when endpoint_storage_addr is set (Epufs files are kept per endpoint)");
@@ -295,11 +305,11 @@ function parsePgmesh(reader: JsonReader): Pick<ComputeSpec, "baseData" | "extens
     base.object();
     const source = base.field("source").nonEmptyString();
     if (source === "snapshot") {
-      const storage = base.field("storage").nonEmptyString();
-      if (!/^(file|s3):\/\//.test(storage)) base.field("storage").fail(`must be a file:///abs/dir or s3://bucket/prefix URL, got "${storage}"`);
-      baseData = { source, storage, prefix: base.field("prefix").string().replace(/\/+$/, "") };
+      baseData = { source, storage: storageUrl(base.field("storage")), prefix: base.field("prefix").string().replace(/\/+$/, "") };
+    } else if (source === "timeline") {
+      baseData = { source, storage: storageUrl(base.field("storage")) };
     } else if (source !== "initdb") {
-      base.field("source").fail(`must be "initdb" or "snapshot", got "${source}"`);
+      base.field("source").fail(`must be "initdb", "snapshot" or "timeline", got "${source}"`);
     }
   }
   const store = reader.field("extension_store");
@@ -313,6 +323,12 @@ function parsePgmesh(reader: JsonReader): Pick<ComputeSpec, "baseData" | "extens
     if (!Number.isInteger(port) || port < 1 || port > 65535) portReader.fail(`must be an integer in 1..65535, got ${port}`);
   }
   return { baseData, extensionStore, port };
+}
+
+function storageUrl(reader: JsonReader): string {
+  const storage = reader.nonEmptyString();
+  if (!/^(file:\/\/\/|s3:\/\/)/.test(storage)) reader.fail(`must be a file:///abs/dir or s3://bucket/prefix URL, got "${storage}"`);
+  return storage;
 }
 
 function identifier(reader: JsonReader): string {

@@ -6,6 +6,7 @@ import type { Logger } from "pino";
 import pg from "pg";
 import { freePort } from "../net/free-port.js";
 import { resolveUnprivilegedUser, startPostgres, type OsUser, type RunningPostgres, type ShutdownMode } from "../pg/index.js";
+import { formatLsn } from "../wal/index.js";
 import { ActivityMonitor, computeCtlApplicationName } from "./activity-monitor.js";
 import { layDownBaseData } from "./base-data.js";
 import { installedExtensions, listDatabases, listRoles, statementInsights, type StatementInsight } from "./catalog-queries.js";
@@ -18,6 +19,7 @@ import { reconcileCatalog } from "./reconcile-catalog.js";
 import { endpointStorageOf, fetchSavedFiles, placeSavedFiles, saveEndpointFiles } from "./saved-files.js";
 import { SpecError } from "./spec-error.js";
 import { emptyTimings, timed, type StartupTimings } from "./startup-timings.js";
+import { hasTimelineCache, TimelinePrimary } from "./timeline-primary.js";
 
 /** What GetStatus reports. */
 export interface ComputeStatusView {
@@ -70,6 +72,9 @@ export class Compute {
   #prelaid: Promise<boolean> | undefined;
   #stopping = false;
   readonly #startAbort = new AbortController();
+  /** The timeline this compute writes, when its base data is a timeline. */
+  #primary: TimelinePrimary | undefined;
+  #walLagging = false;
 
   constructor(
     readonly options: CompiledComputeCtlOptions,
@@ -103,9 +108,9 @@ export class Compute {
       return;
     }
     this.state.move("configuration_pending", "wait for a spec");
-    // Most specs start from initdb: lay that PGDATA down while waiting, as a pooled compute would.
-    this.#prelaid = this.#layDown({ source: "initdb" }, this.#startAbort.signal).then(
-      () => true,
+    // Most specs start from initdb: lay that PGDATA down while waiting, as a pooled compute would
+    // (not where a timeline's PGDATA stays for a delta start).
+    this.#prelaid = this.#prelayInitdb().catch(
       (err: unknown) => {
         this.deps.logger.warn({ err }, "could not lay down PGDATA ahead of the spec; the start will do it");
         return false;
@@ -147,10 +152,25 @@ export class Compute {
     }
   }
 
-  /** Stops Postgres (fast or immediate), saves the endpoint's files, reports terminated. */
+  /**
+   * Stops Postgres (fast or immediate), saves the endpoint's files, reports
+   * terminated. On a timeline, a fast stop reports terminated only once the
+   * WAL up to the shutdown checkpoint and a shutdown snapshot are durable.
+   */
   async terminate(mode: Exclude<ShutdownMode, "smart"> = "fast"): Promise<ComputeStatusView> {
     this.state.move(mode === "fast" ? "termination_pending_fast" : "termination_pending_immediate", "terminate");
+    await this.#primary?.stopShipping();
     await this.#stopPostgres(mode);
+    if (this.#primary && mode === "fast") {
+      try {
+        const lsn = await this.#primary.finishCleanStop(AbortSignal.timeout(cleanStopTimeoutMs));
+        this.deps.logger.info({ shutdownCheckpoint: formatLsn(lsn) }, "shutdown checkpoint and snapshot are durable");
+      } catch (err) {
+        this.state.fail(`could not make the shutdown durable in the timeline: ${messageOf(err)}`);
+        await this.#cleanUp();
+        return this.status();
+      }
+    }
     const storage = this.#spec && endpointStorageOf(this.#spec);
     if (storage) {
       try {
@@ -254,7 +274,13 @@ export class Compute {
       timed(t, "baseDataMs", async () => {
         const prelaid = await this.#prelaid;
         this.#prelaid = undefined;
-        if (!(prelaid && spec.baseData.source === "initdb")) await this.#layDown(spec.baseData, signal);
+        if (spec.baseData.source === "timeline") {
+          this.#primary = await TimelinePrimary.start(spec.baseData.storage, { tenantId: spec.tenantId!, timelineId: spec.timelineId! }, this.options, {
+            user, logger: this.deps.logger, signal,
+          });
+        } else if (!(prelaid && spec.baseData.source === "initdb")) {
+          await this.#layDown(spec.baseData, signal);
+        }
       }),
       storage
         ? timed(t, "savedFilesMs", () => fetchSavedFiles(storage, staging, AbortSignal.any([signal, AbortSignal.timeout(this.options.savedFilesTimeoutMs)])))
@@ -289,8 +315,22 @@ export class Compute {
       const tail = await postgres.logTail(20);
       this.state.fail(`postgres exited unexpectedly (code ${code}, signal ${killedBy}); log tail:\n${tail}`);
       void this.#monitor?.stop();
+      void this.#primary?.stopShipping();
     });
     signal.throwIfAborted();
+    if (this.#primary) {
+      await this.#primary.startShipping(await this.#connect("postgres"), {
+        onFenced: (reason) => {
+          this.state.fail(reason);
+          void this.#stopPostgres("immediate");
+        },
+        onLagging: (problem) => {
+          if (problem && !this.#walLagging) this.state.warn(problem);
+          if (!problem && this.#walLagging) this.deps.logger.info("WAL shipping caught up");
+          this.#walLagging = problem !== undefined;
+        },
+      });
+    }
 
     await timed(t, "configMs", async () => {
       if (!spec.skipPgCatalogUpdates) await reconcileCatalog(spec, (db) => this.#connect(db));
@@ -318,8 +358,15 @@ export class Compute {
     return (this.#user ??= await resolveUnprivilegedUser(this.options.osUser));
   }
 
+  /** false: nothing laid down, PGDATA holds a timeline's files kept for a delta start. */
+  async #prelayInitdb(): Promise<boolean> {
+    if (await hasTimelineCache(this.options.pgdata)) return false;
+    await this.#layDown({ source: "initdb" }, this.#startAbort.signal);
+    return true;
+  }
+
   /** Wipes PGDATA and lays it down from `source` (its parent made traversable for the Postgres user first). */
-  async #layDown(source: BaseDataSource, signal: AbortSignal): Promise<void> {
+  async #layDown(source: Exclude<BaseDataSource, { source: "timeline" }>, signal: AbortSignal): Promise<void> {
     const { pgdata } = this.options;
     await mkdir(path.dirname(pgdata), { recursive: true, mode: 0o755 });
     await layDownBaseData(source, {
@@ -423,10 +470,14 @@ export class Compute {
   }
 
   async #cleanUp(): Promise<void> {
+    await this.#primary?.close();
     await this.deps.extensions?.close();
     if (this.#socketDir) await rm(this.#socketDir, { recursive: true, force: true });
   }
 }
+
+/** How long a clean stop may wait for the store to take the shutdown's WAL and snapshot. */
+const cleanStopTimeoutMs = 120_000;
 
 /**
  * The Unix socket directory: next to PGDATA (removed with it) unless that

@@ -1,0 +1,172 @@
+import { readdir, stat } from "node:fs/promises";
+import path from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openBlobStore } from "../src/blob/index.js";
+import type { Compute } from "../src/computectl/index.js";
+import { freePort } from "../src/net/free-port.js";
+import { listWalChunks, resolveHistory } from "../src/timeline/index.js";
+import { parseLsn } from "../src/wal/index.js";
+import { newCompute, spec, traversableTempDir } from "./computectl-fixtures.js";
+import { startS3rver, type S3rverHandle } from "./helpers/s3rver.js";
+
+describe("Compute on a timeline", () => {
+  let tmp: { dir: string; remove(): Promise<void> };
+  let s3: S3rverHandle;
+  let fileStore: string;
+  const computes: Compute[] = [];
+  let timelines = 0;
+
+  beforeAll(async () => {
+    tmp = await traversableTempDir("pgmesh-timeline-compute-");
+    fileStore = `file://${path.join(tmp.dir, "store")}`;
+    s3 = await startS3rver();
+  });
+
+  afterAll(async () => {
+    for (const c of computes) await c.shutdown();
+    await s3?.stop();
+    await tmp?.remove();
+  });
+
+  const backends = [
+    { name: "a local directory", url: () => fileStore },
+    { name: "S3 (s3rver)", url: () => s3.url("durable") },
+  ];
+
+  function timelineSpec(storage: string, timelineId: string): ReturnType<typeof spec> {
+    return spec({ tenant_id: "tenant1", timeline_id: timelineId, pgmesh: { base_data: { source: "timeline", storage } } });
+  }
+
+  async function start(dir: string, storage: string, timelineId: string, options: { rpoMs?: number; computeId?: string } = {}): Promise<Compute> {
+    const compute = newCompute(path.join(tmp.dir, dir), {
+      templateRoot: path.join(tmp.dir, "templates"), blobStoreOptions: s3.blobStoreOptions, rpoMs: options.rpoMs ?? 200,
+      ...(options.computeId ? { computeId: options.computeId } : {}),
+    });
+    computes.push(compute);
+    compute.begin("127.0.0.1:1");
+    await compute.configure(timelineSpec(storage, timelineId));
+    return compute;
+  }
+
+  async function sql<T extends pg.QueryResultRow>(compute: Compute, text: string): Promise<T[]> {
+    const client = new pg.Client({ connectionString: compute.status().connectionUri });
+    await client.connect();
+    try {
+      return (await client.query<T>(text)).rows;
+    } finally {
+      await client.end();
+    }
+  }
+
+  /** Waits until the timeline in the file store is durable up to the compute's current WAL flush position. */
+  async function waitUntilShipped(compute: Compute, timelineId: string): Promise<void> {
+    const flushed = parseLsn((await sql<{ lsn: string }>(compute, "SELECT pg_current_wal_flush_lsn()::text AS lsn"))[0]!.lsn);
+    const store = await openBlobStore(fileStore);
+    try {
+      while ((await resolveHistory(store, { tenantId: "tenant1", timelineId })).durableEnd < flushed) await delay(50);
+    } finally {
+      await store.close();
+    }
+  }
+
+  it.each(backends)("keeps committed rows across a clean stop and a start with an empty PGDATA ($name)", async (backend) => {
+    const timelineId = `clean-${++timelines}`;
+    const first = await start(`clean-a-${timelines}`, backend.url(), timelineId);
+    await first.waitUntilRunning();
+    await sql(first, "CREATE TABLE keep_me AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 5000) g");
+    const terminated = await first.terminate("fast");
+    expect(terminated.state).toBe("terminated");
+
+    const second = await start(`clean-b-${timelines}`, backend.url(), timelineId);
+    await second.waitUntilRunning();
+    expect(await sql(second, "SELECT count(*)::int AS n, sum(id)::int AS s FROM keep_me")).toEqual([{ n: 5000, s: 12502500 }]);
+    await second.terminate("fast");
+  });
+
+  it("starts again on the node that still holds the PGDATA, taking the newer writes of another node", async () => {
+    const timelineId = `delta-${++timelines}`;
+    const a = await start("delta-node-a", fileStore, timelineId);
+    await a.waitUntilRunning();
+    await sql(a, "CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 100) g");
+    await a.terminate("fast");
+    const b = await start("delta-node-b", fileStore, timelineId);
+    await b.waitUntilRunning();
+    await sql(b, "INSERT INTO t SELECT g FROM generate_series(101, 200) g");
+    await b.terminate("fast");
+    // Node A's PGDATA is still there, with its cache of what it held: only what B changed moves.
+    const again = await start("delta-node-a", fileStore, timelineId);
+    await again.waitUntilRunning();
+    expect(await sql(again, "SELECT count(*)::int AS n FROM t")).toEqual([{ n: 200 }]);
+    await again.terminate("fast");
+  });
+
+  it("keeps the WAL a primary shipped before it crashed (Postgres killed), within the RPO", async () => {
+    const timelineId = `crash-${++timelines}`;
+    const a = await start("crash-a", fileStore, timelineId);
+    await a.waitUntilRunning();
+    await sql(a, "CREATE TABLE t (id int)");
+    await sql(a, "INSERT INTO t SELECT generate_series(1, 1000)");
+    await waitUntilShipped(a, timelineId);
+    process.kill(a.postgres!.pid, "SIGKILL");
+    await a.state.waitFor((s) => s.state === "failed");
+    const b = await start("crash-b", fileStore, timelineId);
+    await b.waitUntilRunning();
+    expect(await sql(b, "SELECT count(*)::int AS n FROM t")).toEqual([{ n: 1000 }]);
+    await b.terminate("fast");
+  });
+
+  it("fences the older primary when a second one starts on the timeline: the older one's later commits are not kept", async () => {
+    const timelineId = `fence-${++timelines}`;
+    const a = await start("fence-a", fileStore, timelineId, { computeId: "compute-a" });
+    await a.waitUntilRunning();
+    await sql(a, "CREATE TABLE t (who text)");
+    await sql(a, "INSERT INTO t VALUES ('a before b')");
+    await waitUntilShipped(a, timelineId);
+
+    const b = await start("fence-b", fileStore, timelineId, { computeId: "compute-b" });
+    await b.waitUntilRunning();
+    // A has not noticed yet, or has: either way its commit from now on must not survive.
+    await sql(a, "INSERT INTO t VALUES ('a after b')").catch(() => undefined);
+    const failed = await a.state.waitFor((s) => s.state === "failed");
+    expect(failed.error).toContain("fenced: generation 2 (compute compute-b) took the timeline over");
+    await sql(b, "INSERT INTO t VALUES ('b')");
+    await b.terminate("fast");
+
+    const c = await start("fence-c", fileStore, timelineId);
+    await c.waitUntilRunning();
+    expect((await sql<{ who: string }>(c, "SELECT who FROM t ORDER BY who")).map((r) => r.who)).toEqual(["a before b", "b"]);
+    await c.terminate("fast");
+  });
+
+  it("fails a start whose store is down with an error naming the timeline, and leaves no PGDATA", async () => {
+    const dead = await freePort();
+    const compute = newCompute(path.join(tmp.dir, "store-down"), {
+      templateRoot: path.join(tmp.dir, "templates"),
+      blobStoreOptions: { ...s3.blobStoreOptions, s3Endpoint: `http://127.0.0.1:${dead}` },
+      spec: timelineSpec("s3://nowhere/durable", "down"),
+    });
+    computes.push(compute);
+    compute.begin("127.0.0.1:1");
+    await expect(compute.waitUntilRunning()).rejects.toThrow(/timeline tenant1\/down: .*could not open the store s3:\/\/nowhere\/durable.*ECONNREFUSED.*\(object tenants\/tenant1\/timelines\/down\/timeline\.json\)/s);
+    await expect(stat(path.join(tmp.dir, "store-down", "pgdata"))).rejects.toThrow();
+  });
+
+  it("names the missing WAL chunk when a start cannot find it, and leaves no PGDATA", async () => {
+    const timelineId = `missing-${++timelines}`;
+    const a = await start("missing-a", fileStore, timelineId);
+    await a.waitUntilRunning();
+    await sql(a, "CREATE TABLE t AS SELECT generate_series(1, 10) AS id");
+    await a.terminate("fast");
+    const store = await openBlobStore(fileStore);
+    const ref = { tenantId: "tenant1", timelineId };
+    const chunks = await listWalChunks(store, ref);
+    const last = chunks.at(-1)!;
+    await store.put(last.key, (async function* () { yield Buffer.from("corrupt"); })());
+    await store.close();
+    const b = await start("missing-b", fileStore, timelineId);
+    await expect(b.waitUntilRunning()).rejects.toThrow(last.key);
+    expect(await readdir(path.join(tmp.dir, "missing-b")).then((names) => names.includes("pgdata"))).toBe(false);
+  });
+});
