@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { resolve } from "node:path";
-import { createClient } from "@connectrpc/connect";
+import { ConnectError, createClient } from "@connectrpc/connect";
 import { ExtensionStoreService, ReviewState, Visibility } from "../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
 import { defineFlags, parseCommandLine, parseListen, UsageError } from "../src/config/index.js";
 import {
@@ -80,6 +80,11 @@ try {
 } catch (error) {
   if (error instanceof PackError || error instanceof BundleRejectedError) {
     process.stderr.write(`pgmesh-pack-extension: ${error.message}\n`);
+    process.exit(1);
+  }
+  if (error instanceof ConnectError) {
+    // The store refused or could not be reached: its answer, not a stack trace.
+    process.stderr.write(`pgmesh-pack-extension: publishing to the extension store at ${values.publish} failed: ${error.message}\n`);
     process.exit(1);
   }
   throw error;

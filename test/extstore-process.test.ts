@@ -101,6 +101,16 @@ describe("extension-store and pgmesh-pack-extension processes", () => {
     }
   });
 
+  it("says in one line why the store refused a publish, without a stack trace", async () => {
+    const store = await spawnStore(["--storage", pathToFileURL(join(work, "refusing-store")).href, "--auth-keys", keys.jwksPath]);
+    const result = await execa(process.execPath, [
+      packBinary, "--from-pg-config", "hstore", "--out", join(work, "refused.tar"),
+      "--publish", new URL(store.url).host, "--token", await keys.mint({ scope: "control_plane" }),
+    ], { reject: false });
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toMatch(/^pgmesh-pack-extension: publishing to the extension store at 127\.0\.0\.1:\d+ failed: \[permission_denied\] .+\n?$/);
+  });
+
   it("refuses s3:// storage without --signing-key, saying what to give", async () => {
     const result = await execa(process.execPath, [storeBinary, "--storage", "s3://bucket/x", "--insecure-no-auth", "--listen", "127.0.0.1:0"], {
       reject: false,
