@@ -13,7 +13,7 @@ export interface RedoProcessLimits {
 export interface WalRedoOptions {
   /** Directory of `bundle --out DIR`; undefined: Initdb uses the system binaries, Redo is unavailable. */
   readonly bundleDir?: string;
-  /** Postgres major versions served (default [15]). */
+  /** Postgres major versions served, 15 and later (default [15]). */
   readonly pgMajors?: readonly number[];
   /** A process with nothing in flight for this long is killed (default 180 000). */
   readonly idleTimeoutMs?: number;
@@ -88,8 +88,8 @@ export function compileWalRedoOptions(options: WalRedoOptions): CompiledWalRedoO
     throw new WalRedoOptionsError("maxProcessesPerTenant (--max-processes-per-tenant)", `${maxProcessesPerTenant} exceeds maxProcesses ${maxProcesses}`);
   }
   const pgMajors = options.pgMajors ?? [15];
-  if (pgMajors.length === 0 || pgMajors.some((m) => !Number.isInteger(m) || m < 14)) {
-    throw new WalRedoOptionsError("pgMajors", `${JSON.stringify(pgMajors)} must list Postgres major versions (>= 14)`);
+  if (pgMajors.length === 0 || pgMajors.some((m) => !Number.isInteger(m) || m < 15)) {
+    throw new WalRedoOptionsError("pgMajors", `${JSON.stringify(pgMajors)} must list Postgres major versions >= 15 (requests are validated in the WAL record format of 15, whose image flags 14 does not share)`);
   }
   const maxRecordBytes = positiveInt("maxRecordBytes", options.maxRecordBytes, 16 * 1024 * 1024);
   if (maxRecordBytes > MAX_RECORD_BYTES) {
