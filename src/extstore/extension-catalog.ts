@@ -1,5 +1,5 @@
 import { createReadStream } from "node:fs";
-import { BlobNotFoundError, type BlobStore } from "../blob/index.js";
+import { BlobNotFoundError, bytesBody, claimKey, type BlobStore } from "../blob/index.js";
 import {
   bundleKey,
   bundleOwnerKey,
@@ -15,10 +15,18 @@ import {
 import type { BundleControlFile } from "./inspect-bundle.js";
 import type { CatalogEntry, StoredBundleOwner, StoredGrant, StoredReview, StoredVersion } from "./stored-records.js";
 
+/** What commitVersion() did: stored the version, found it stored, or found the bytes owned by another extension. */
+export type CommitOutcome =
+  | { readonly outcome: "created" | "existed"; readonly version: StoredVersion }
+  | { readonly outcome: "owned"; readonly owner: string };
+
 /**
  * The store's records, kept as objects in the blob store (see bundle-keys.ts).
  * meta.json is immutable, so it is cached in memory; reviews and grants are
  * read afresh on every call so several stores may share one bucket.
+ * Records that replicas may race to write (owner, meta.json, review, grant)
+ * are created once with claimKey(): the first writer wins, and the others get
+ * the winner's record back, so every replica answers from one state.
  */
 export class ExtensionCatalog {
   private readonly metaCache = new Map<string, StoredVersion>();
@@ -65,8 +73,10 @@ export class ExtensionCatalog {
   }
 
   /**
-   * Stores a validated bundle: its bytes, its control files, its owner record
-   * and, last, its meta.json, which makes it visible. On failure, removes
+   * Stores a validated bundle: claims its bytes for the extension (owner
+   * record), stores its bytes and control files, then claims its meta.json,
+   * which makes it visible. A concurrent publish of the same bytes (on any
+   * replica) ends with one meta.json, which both report. On failure, removes
    * what it wrote (best effort) and rethrows.
    */
   async commitVersion(
@@ -74,22 +84,29 @@ export class ExtensionCatalog {
     bundlePath: string,
     controlFiles: readonly BundleControlFile[],
     signal?: AbortSignal,
-  ): Promise<void> {
+  ): Promise<CommitOutcome> {
     const { name, sha256 } = version;
-    const written: string[] = [];
+    const ownerClaim = await claimKey(this.blobs, bundleOwnerKey(sha256), jsonBytes({ name } satisfies StoredBundleOwner));
+    if (!ownerClaim.won) {
+      const owner = parseJson<StoredBundleOwner>(bundleOwnerKey(sha256), ownerClaim.holder).name;
+      if (owner !== name) return { outcome: "owned", owner };
+    }
+    const written: string[] = ownerClaim.won ? [bundleOwnerKey(sha256)] : [];
     const put = async (key: string, body: AsyncIterable<Uint8Array>, expectedBytes: number) => {
       await this.blobs.put(key, body, { expectedBytes, ...(signal ? { signal } : {}) });
       written.push(key);
     };
+    let outcome: CommitOutcome;
     try {
       await put(bundleKey(name, sha256), createReadStream(bundlePath), version.size);
       for (const file of controlFiles) {
         const bytes = Buffer.from(file.content, "utf8");
-        await put(controlFileKey(name, sha256, file.fileName), bodyOf(bytes), bytes.byteLength);
+        await put(controlFileKey(name, sha256, file.fileName), bytesBody(bytes), bytes.byteLength);
       }
-      await this.writeJson(bundleOwnerKey(sha256), { name } satisfies StoredBundleOwner);
-      written.push(bundleOwnerKey(sha256));
-      await this.writeJson(metaKey(name, sha256), version);
+      const metaClaim = await claimKey(this.blobs, metaKey(name, sha256), jsonBytes(version));
+      outcome = metaClaim.won
+        ? { outcome: "created", version }
+        : { outcome: "existed", version: parseJson<StoredVersion>(metaKey(name, sha256), metaClaim.holder) };
     } catch (error) {
       // A concurrent publish of the same bytes may have committed meanwhile: keep its objects.
       const committed = await this.blobs.head(metaKey(name, sha256)).catch(() => undefined);
@@ -98,11 +115,13 @@ export class ExtensionCatalog {
       }
       throw error;
     }
-    this.metaCache.set(metaKey(name, sha256), version);
+    this.metaCache.set(metaKey(name, sha256), outcome.version);
+    return outcome;
   }
 
-  async putReview(name: string, sha256: string, review: StoredReview): Promise<void> {
-    await this.writeJson(reviewKey(name, sha256), review);
+  /** Records a review decision unless one exists; returns the decision that stands. */
+  async claimReview(name: string, sha256: string, review: StoredReview): Promise<StoredReview> {
+    return this.claimJson(reviewKey(name, sha256), review);
   }
 
   /** The control files of a bundle, read from their separate objects. */
@@ -127,8 +146,9 @@ export class ExtensionCatalog {
     return this.readJson<StoredGrant>(grantKey(name, tenantId));
   }
 
-  async putGrant(grant: StoredGrant): Promise<void> {
-    await this.writeJson(grantKey(grant.name, grant.tenant_id), grant);
+  /** Records a grant unless one exists; returns the grant that stands. */
+  async claimGrant(grant: StoredGrant): Promise<StoredGrant> {
+    return this.claimJson(grantKey(grant.name, grant.tenant_id), grant);
   }
 
   async deleteGrant(name: string, tenantId: string): Promise<boolean> {
@@ -165,12 +185,13 @@ export class ExtensionCatalog {
 
   private async readJson<T>(key: string): Promise<T | undefined> {
     const text = await this.readText(key);
-    if (text === undefined) return undefined;
-    try {
-      return JSON.parse(text) as T;
-    } catch (error) {
-      throw new Error(`catalog object ${key} is not valid JSON: ${(error as Error).message}`);
-    }
+    return text === undefined ? undefined : parseJson<T>(key, Buffer.from(text, "utf8"));
+  }
+
+  /** Creates the record unless it exists (on any replica); returns the record that stands. */
+  private async claimJson<T>(key: string, value: T): Promise<T> {
+    const claim = await claimKey(this.blobs, key, jsonBytes(value));
+    return claim.won ? value : parseJson<T>(key, claim.holder);
   }
 
   private async readText(key: string): Promise<string | undefined> {
@@ -185,14 +206,17 @@ export class ExtensionCatalog {
     for await (const chunk of object.body) parts.push(Buffer.from(chunk));
     return Buffer.concat(parts).toString("utf8");
   }
-
-  private async writeJson(key: string, value: unknown): Promise<void> {
-    const bytes = Buffer.from(JSON.stringify(value, null, 2) + "\n", "utf8");
-    await this.blobs.put(key, bodyOf(bytes), { expectedBytes: bytes.byteLength });
-  }
 }
 
-/** A blob body of bytes already in memory. */
-async function* bodyOf(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
-  yield bytes;
+/** How records are stored: indented JSON and a newline. */
+function jsonBytes(value: unknown): Buffer {
+  return Buffer.from(JSON.stringify(value, null, 2) + "\n", "utf8");
+}
+
+function parseJson<T>(key: string, bytes: Uint8Array): T {
+  try {
+    return JSON.parse(Buffer.from(bytes).toString("utf8")) as T;
+  } catch (error) {
+    throw new Error(`catalog object ${key} is not valid JSON: ${(error as Error).message}`);
+  }
 }

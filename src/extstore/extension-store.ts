@@ -133,14 +133,15 @@ export class ExtensionStore {
         return create(PublishExtensionResponseSchema, { extension: toExtensionVersion(existing), alreadyExisted: true });
       }
       const owner = await this.catalog.ownerOf(received.sha256);
-      if (owner !== undefined && owner !== header.name) {
-        throw new ConnectError(
-          `these exact bytes (sha256 ${received.sha256}) are already published as extension "${owner}"; a bundle belongs to one extension`,
-          Code.AlreadyExists,
-        );
-      }
+      if (owner !== undefined && owner !== header.name) throw ownedElsewhere(received.sha256, owner);
       const version = storedVersionOf(header, received, new Date(this.options.now()));
-      await this.catalog.commitVersion(version, received.path, received.manifest.controlFiles, signal);
+      const committed = await this.catalog.commitVersion(version, received.path, received.manifest.controlFiles, signal);
+      // Another replica may have published the same bytes meanwhile, under this name or another.
+      if (committed.outcome === "owned") throw ownedElsewhere(received.sha256, committed.owner);
+      if (committed.outcome === "existed") {
+        const entry = await this.requireEntry(header.name, received.sha256);
+        return create(PublishExtensionResponseSchema, { extension: toExtensionVersion(entry), alreadyExisted: true });
+      }
       this.options.logger.info(
         { extension: version.name, version: version.version, sha256: version.sha256, bytes: version.size },
         "extension bundle published, pending review",
@@ -164,16 +165,21 @@ export class ExtensionStore {
     }
     const entry = await this.requireEntry(name, sha256);
     const state = request.decision === ReviewDecision.APPROVE ? "approved" : "rejected";
-    if (entry.review !== undefined) {
-      if (entry.review.state === state) return create(ReviewExtensionResponseSchema, { extension: toExtensionVersion(entry) });
+    // The first decision stands, also when two replicas decide at once.
+    const review =
+      entry.review ??
+      (await this.catalog.claimReview(name, sha256, {
+        state,
+        reason: request.reason,
+        review_time: new Date(this.options.now()).toISOString(),
+      }));
+    if (review.state !== state) {
       throw new ConnectError(
-        `extension "${name}" sha256 ${sha256} is already ${entry.review.state}; a review decision is final (publish a new bundle instead)`,
+        `extension "${name}" sha256 ${sha256} is already ${review.state}; a review decision is final (publish a new bundle instead)`,
         Code.FailedPrecondition,
       );
     }
-    const review = { state, reason: request.reason, review_time: new Date(this.options.now()).toISOString() } as const;
-    await this.catalog.putReview(name, sha256, review);
-    this.options.logger.info({ extension: name, sha256, state }, "extension bundle reviewed");
+    if (entry.review === undefined) this.options.logger.info({ extension: name, sha256, state }, "extension bundle reviewed");
     return create(ReviewExtensionResponseSchema, { extension: toExtensionVersion({ version: entry.version, review }) });
   }
 
@@ -219,8 +225,7 @@ export class ExtensionStore {
     }
     const existing = await this.catalog.getGrant(name, tenantId);
     if (existing !== undefined) return create(GrantExtensionResponseSchema, { grant: toGrant(existing) });
-    const grant = { name, tenant_id: tenantId, grant_time: new Date(this.options.now()).toISOString() };
-    await this.catalog.putGrant(grant);
+    const grant = await this.catalog.claimGrant({ name, tenant_id: tenantId, grant_time: new Date(this.options.now()).toISOString() });
     this.options.logger.info({ extension: name, tenant: tenantId }, "extension granted");
     return create(GrantExtensionResponseSchema, { grant: toGrant(grant) });
   }
@@ -363,6 +368,13 @@ export class ExtensionStore {
     }
     return entry;
   }
+}
+
+function ownedElsewhere(sha256: string, owner: string): ConnectError {
+  return new ConnectError(
+    `these exact bytes (sha256 ${sha256}) are already published as extension "${owner}"; a bundle belongs to one extension`,
+    Code.AlreadyExists,
+  );
 }
 
 /** FAILED_PRECONDITION unless approved; PERMISSION_DENIED unless the tenant may use it. */
