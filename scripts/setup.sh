@@ -9,6 +9,7 @@ packages=(
   postgresql-15 postgresql-contrib postgresql-server-dev-15  # vanilla PG 15, contrib, PGXS for pgext/
   make gcc pkg-config libseccomp-dev util-linux              # C modules; setpriv/prlimit for sandboxing
   procps                                                     # pgrep: tests check that nothing is left running
+  iproute2                                                   # ip netns: the multi-host drill puts each service on its own host
   python3 python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc # the Python client test
   libprotobuf-dev                                            # google/protobuf/*.proto: Debian's protoc finds the well-known types only here
 )

@@ -3,6 +3,7 @@ import { connect } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { execa } from "execa";
 import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { RemoteExtensions } from "../src/computectl/compute-spec.js";
@@ -25,6 +26,7 @@ import { freePort } from "../src/net/free-port.js";
 import { startServer, type ServerHandle } from "../src/server/index.js";
 import { systemPgBinaries } from "../src/pg/index.js";
 import { createScratchInstall, packContribBundle, startTestExtensionStore, type TestExtensionStore } from "./helpers/compute-extensions-fixtures.js";
+import { VirtualNetwork, type VirtualHost } from "./helpers/virtual-network.js";
 
 const tenantId = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
 const published = ["citext", "cube", "earthdistance", "hstore", "isn", "ltree", "seg"];
@@ -423,14 +425,31 @@ describe("extension_server route", () => {
     expect(res.headers.get("allow")).toBe("POST");
   });
 
-  it("refuses callers that are not on loopback", async () => {
-    const external = Object.values(os.networkInterfaces())
-      .flat()
-      .find((address) => address !== undefined && address.family === "IPv4" && !address.internal);
-    expect(external, "this test needs a non-loopback IPv4 interface").toBeDefined();
-    const res = await post("/extension_server/pg_trgm", external!.address);
-    expect(res.status).toBe(403);
-    expect(await res.text()).toMatch(/serves the compute's own Postgres only; .* is not a loopback address/);
+  describe("on a network", () => {
+    // This process is a host on the network (the bridge's address); `other` is another host.
+    let network: VirtualNetwork;
+    let other: VirtualHost;
+
+    beforeAll(async () => {
+      network = new VirtualNetwork();
+      other = await network.addHost("other");
+    });
+
+    afterAll(async () => {
+      await network?.remove();
+    });
+
+    it("serves a caller on this host that reaches it by a non-loopback address", async () => {
+      const res = await post("/extension_server/pg_trgm", network.address);
+      expect(res.status).toBe(200);
+    });
+
+    it("refuses callers on another host", async () => {
+      const { stdout } = await execa(other.launcher[0]!, [...other.launcher.slice(1), process.execPath, "-e",
+        `fetch("http://${network.address}:${server.address.port}/extension_server/pg_trgm", { method: "POST" })
+          .then(async (res) => console.log(res.status, await res.text()))`]);
+      expect(stdout).toMatch(new RegExp(`^403 /extension_server/ serves the compute's own Postgres only; ${other.address} is not an address of this host`));
+    });
   });
 });
 

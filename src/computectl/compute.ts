@@ -39,11 +39,14 @@ export interface ComputeDeps {
   readonly extensions?: ComputeExtensions;
 }
 
-/** Only the administrator connects without a password; everybody else needs the spec's password. */
+/**
+ * Only the administrator connects without a password, and only from this host
+ * (samehost: any of its addresses, so also a --pg-listen that is not loopback);
+ * everybody else needs the spec's password.
+ */
 const pgHba = `# managed by compute-ctl
 local all ${adminRole} trust
-host  all ${adminRole} 127.0.0.1/32 trust
-host  all ${adminRole} ::1/128 trust
+host  all ${adminRole} samehost trust
 local all all md5
 host  all all all md5
 `;
@@ -283,7 +286,7 @@ export class Compute {
         }
       }),
       storage
-        ? timed(t, "savedFilesMs", () => fetchSavedFiles(storage, staging, AbortSignal.any([signal, AbortSignal.timeout(this.options.savedFilesTimeoutMs)])))
+        ? timed(t, "savedFilesMs", () => fetchSavedFiles(storage, staging, signal, this.options.savedFilesTimeoutMs))
         : Promise.resolve([]),
       this.deps.extensions
         ? timed(t, "extensionsMs", () => this.deps.extensions!.prepare(spec, this.#preloadLibraries(spec), signal))

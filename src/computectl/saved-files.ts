@@ -38,12 +38,14 @@ export function endpointStorageOf(spec: ComputeSpec): EndpointStorage | undefine
  * Fetches the endpoint's archive (one tar) from Epufs and extracts its
  * regular files into `stagingDir`; returns their relative paths. Runs while
  * PGDATA is being laid down; placeSavedFiles() moves them in afterwards.
+ * The call's own deadline bounds it: on Node 20 an AbortSignal.timeout()
+ * inside AbortSignal.any() can be garbage-collected and never fire.
  */
-export async function fetchSavedFiles(storage: EndpointStorage, stagingDir: string, signal: AbortSignal): Promise<string[]> {
+export async function fetchSavedFiles(storage: EndpointStorage, stagingDir: string, signal: AbortSignal, timeoutMs: number): Promise<string[]> {
   await rm(stagingDir, { recursive: true, force: true });
   await mkdir(stagingDir, { recursive: true, mode: 0o700 });
   const epufs = epufsClient(storage);
-  return extractArchive(epufs.getEndpointArchive({ endpoint: storage.endpoint }, { signal }), stagingDir);
+  return extractArchive(epufs.getEndpointArchive({ endpoint: storage.endpoint }, { signal, timeoutMs }), stagingDir);
 }
 
 function epufsClient(storage: EndpointStorage): Client<typeof EpufsService> {

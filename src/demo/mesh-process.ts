@@ -10,12 +10,18 @@ import { createClientTransport } from "../server/index.js";
 export interface MeshProcessOptions {
   /** A binary in dist/cmd, e.g. "epufs". */
   readonly binary: string;
+  /** The built dist/cmd directory (default: the one this module is built into). */
+  readonly cmdDir?: string;
   readonly args: readonly string[];
   /** Where the process's stdout and stderr (pino JSON) go. */
   readonly logFile: string;
   /** http://host:port the process serves; health is checked there. */
   readonly url: string;
   readonly startTimeoutMs?: number;
+  /** Variables added to this process's environment (e.g. AWS_* for s3:// storage). */
+  readonly env?: Readonly<Record<string, string>>;
+  /** A command prefix the binary runs under, e.g. `ip netns exec HOST` to run it on another network namespace. */
+  readonly launcher?: readonly string[];
 }
 
 const distCmd = path.resolve(import.meta.dirname, "..", "..", "cmd");
@@ -36,9 +42,19 @@ export class MeshProcess {
     return this.child.exitCode === null && this.child.signalCode === null;
   }
 
+  /** The process id (the binary's own, also under a launcher that execs it). */
+  get pid(): number {
+    return this.child.pid!;
+  }
+
   /** SIGTERM (the binaries drain and exit 0), then waits for the exit. */
   async stop(): Promise<number | null> {
-    if (this.running) this.child.kill("SIGTERM");
+    return this.kill("SIGTERM");
+  }
+
+  /** Sends the signal (SIGKILL: a crash, no draining) and waits for the exit. */
+  async kill(signal: NodeJS.Signals): Promise<number | null> {
+    if (this.running) this.child.kill(signal);
     return this.exited;
   }
 }
@@ -48,8 +64,10 @@ export async function startMeshProcess(options: MeshProcessOptions): Promise<Mes
   const log = await open(options.logFile, "a");
   // A session of its own: a terminal's Ctrl-C (SIGINT to the whole foreground process group) reaches
   // only the demo, which stops the services in order; compute-ctl must save files while Epufs still serves.
-  const child = spawn(process.execPath, [path.join(distCmd, `${options.binary}.js`), ...options.args], {
+  const [command, ...args] = [...(options.launcher ?? []), process.execPath, path.join(options.cmdDir ?? distCmd, `${options.binary}.js`), ...options.args];
+  const child = spawn(command!, args, {
     stdio: ["ignore", log.fd, log.fd],
+    env: { ...process.env, ...options.env },
     detached: true,
   });
   await log.close();

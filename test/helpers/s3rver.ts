@@ -24,25 +24,35 @@ export interface S3rverHandle {
 const accessKeyId = "S3RVER";
 const secretAccessKey = "S3RVER";
 
+/** Where s3rver runs: loopback on this host by default. */
+export interface S3rverPlacement {
+  /** The address it listens on and clients use. */
+  readonly host?: string;
+  /** A command prefix it runs under, e.g. `ip netns exec HOST` (VirtualHost.launcher). */
+  readonly launcher?: readonly string[];
+}
+
 /**
- * Starts s3rver (through s3rver-main.cjs) in a child process on a free loopback port (it binds port 0
- * and prints the port), under `node --openssl-legacy-provider` (without it,
- * paginated listings fail), with a fresh data directory and `bucket` created.
+ * Starts s3rver (through s3rver-main.cjs) in a child process on a free port
+ * (it binds port 0 and prints the port), under `node --openssl-legacy-provider`
+ * (without it, paginated listings fail), with a fresh data directory and
+ * `bucket` created.
  */
-export async function startS3rver(bucket = "pgmesh-test"): Promise<S3rverHandle> {
+export async function startS3rver(bucket = "pgmesh-test", placement: S3rverPlacement = {}): Promise<S3rverHandle> {
+  const host = placement.host ?? "127.0.0.1";
   const directory = await mkdtemp(join(tmpdir(), "pgmesh-s3rver-"));
   // s3rver's own command line, with fixes for its races under concurrent puts and deletes (see the file).
   const main = join(import.meta.dirname, "s3rver-main.cjs");
-  const child = spawn(
-    process.execPath,
-    ["--openssl-legacy-provider", main, "-d", directory, "-a", "127.0.0.1", "-p", "0", "-s", "--configure-bucket", bucket],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
+  const [command, ...args] = [
+    ...(placement.launcher ?? []),
+    process.execPath, "--openssl-legacy-provider", main, "-d", directory, "-a", host, "-p", "0", "-s", "--configure-bucket", bucket,
+  ];
+  const child = spawn(command!, args, { stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   child.stderr!.on("data", (data: Buffer) => (stderr += data.toString()));
   try {
     const port = await listeningPort(child, () => stderr);
-    const endpoint = `http://127.0.0.1:${port}`;
+    const endpoint = `http://${host}:${port}`;
     return {
       endpoint,
       bucket,

@@ -24,8 +24,8 @@ interface TextResponse {
  * answers 200 once the files are present; otherwise the HTTP status of the
  * error's code (Connect's mapping: 400 bad name, 403 the compute may not use
  * it, 503 store unavailable, …) with the reason as text/plain, which the hook
- * puts into its ERROR. Only loopback callers are served (403
- * otherwise). Mount it with the server's fallback handler; any other path is
+ * puts into its ERROR. Only callers on this host are served (loopback, or
+ * an address of this host when compute-ctl listens on one; 403 otherwise). Mount it with the server's fallback handler; any other path is
  * left to the next handler (returns false).
  */
 export function createExtensionServerRoute(files: ExtensionEnsurer, logger: Logger): FallbackHandler {
@@ -46,8 +46,8 @@ export function createExtensionServerRoute(files: ExtensionEnsurer, logger: Logg
       reply(405, `use POST ${routePrefix}<name>[?is_library=true]`, { allow: "POST" });
       return true;
     }
-    if (!isLoopback(req.socket.remoteAddress)) {
-      reply(403, `${routePrefix} serves the compute's own Postgres only; ${req.socket.remoteAddress ?? "this caller"} is not a loopback address`);
+    if (!fromThisHost(req.socket)) {
+      reply(403, `${routePrefix} serves the compute's own Postgres only; ${req.socket.remoteAddress ?? "this caller"} is not an address of this host`);
       return true;
     }
     let name: string;
@@ -75,7 +75,9 @@ export function createExtensionServerRoute(files: ExtensionEnsurer, logger: Logg
   };
 }
 
-function isLoopback(address: string | undefined): boolean {
+/** Loopback, or a connection from this host to one of its own addresses (its source is the address it reached). */
+function fromThisHost(socket: { readonly remoteAddress?: string | undefined; readonly localAddress?: string | undefined }): boolean {
+  const address = socket.remoteAddress;
   if (address === undefined) return false;
-  return address === "::1" || /^(::ffff:)?127\./.test(address);
+  return address === "::1" || /^(::ffff:)?127\./.test(address) || address === socket.localAddress;
 }
