@@ -18,7 +18,8 @@ const program = {
   description: [
     "The main job: starts extension-store, epufs, walredo and compute-ctl on embedded defaults (local directories,",
     "generated dev keys), publishes hypopg and a few contrib extensions, starts a compute from a demo spec, and",
-    "prints the psql connection string and the start-up phase timings. Ctrl-C stops everything cleanly.",
+    "prints the psql connection string and the start-up phase timings. Ctrl-C stops everything cleanly; the",
+    "compute's data lives on a timeline in <dir>/timelines, so a rerun has the tables you created.",
   ].join("\n"),
 };
 
@@ -56,6 +57,7 @@ process.stdout.write([
   `  services:   ${demo.processes.map((p) => `${p.name} ${p.options.url}`).join(", ")}`,
   `  list them:  npx buf curl --http2-prior-knowledge --list-methods ${demo.processes[0]?.options.url}`,
   `  keys:       ${path.join(pgmeshDir, "keys")} (mint tokens with node dist/cmd/pgmesh-token.js)`,
+  `  data:       ${path.join(pgmeshDir, "timelines")} (a timeline: tables outlive Ctrl-C; delete it to start afresh)`,
   `  logs:       ${path.join(pgmeshDir, "demo", "logs")}`,
   "start-up phases:",
   describeStartup(demo.status),

@@ -15,17 +15,16 @@ describe("the main job (pgmesh-demo)", () => {
   let output = "";
   let demo: ReturnType<typeof spawn>;
 
-  beforeAll(async () => {
-    dir = await mkdtemp(path.join(os.tmpdir(), "pgmesh-demo-"));
-    await chmod(dir, 0o755); // the compute's Postgres runs as the postgres user
-    await symlink(path.join(repo, ".pgmesh", "debs"), path.join(dir, "debs"));
+  /** Starts pgmesh-demo on `dir`; resolves once it prints its banner. */
+  async function startDemo(): Promise<void> {
+    output = "";
     const ports = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
     demo = spawn(process.execPath, [
       path.join(repo, "dist", "cmd", "pgmesh-demo.js"),
       "--dir", dir, "--bundle", path.join(repo, ".pgmesh", "bundle"),
       "--ports", ports.join(","), "--pg-port", String(await freePort()),
     ], { stdio: ["ignore", "pipe", "pipe"], detached: true }); // its own process group, as in a terminal
-    const ready = new Promise<void>((resolve, reject) => {
+    await new Promise<void>((resolve, reject) => {
       const onData = (data: Buffer) => {
         output += data.toString();
         if (output.includes("Ctrl-C stops everything")) resolve();
@@ -34,7 +33,23 @@ describe("the main job (pgmesh-demo)", () => {
       demo.stderr!.on("data", onData);
       demo.on("exit", (code) => reject(new Error(`pgmesh-demo exited with ${code}:\n${output}`)));
     });
-    await ready;
+  }
+
+  async function appQuery(text: string): Promise<pg.QueryResultRow[]> {
+    const client = new pg.Client({ connectionString: /connect: +psql '([^']+)'/.exec(output)![1]! });
+    await client.connect();
+    try {
+      return (await client.query(text)).rows;
+    } finally {
+      await client.end();
+    }
+  }
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), "pgmesh-demo-"));
+    await chmod(dir, 0o755); // the compute's Postgres runs as the postgres user
+    await symlink(path.join(repo, ".pgmesh", "debs"), path.join(dir, "debs"));
+    await startDemo();
   });
 
   afterAll(async () => {
@@ -81,6 +96,7 @@ describe("the main job (pgmesh-demo)", () => {
   });
 
   it("stops everything on Ctrl-C and saves the endpoint's files to Epufs", async () => {
+    await appQuery("CREATE TABLE keep_me AS SELECT generate_series(1, 3) AS id");
     // A terminal's Ctrl-C: SIGINT to every process of the foreground process group.
     process.kill(-demo.pid!, "SIGINT");
     const [code] = await once(demo, "exit");
@@ -90,5 +106,13 @@ describe("the main job (pgmesh-demo)", () => {
     expect({ code: leftovers.exitCode, processes: leftovers.stdout }).toEqual({ code: 1, processes: "" });
     const saved = await readdir(path.join(dir, "epufs"), { recursive: true });
     expect(saved.some((file) => file.endsWith(path.join("pgdata", "pg_stat", "pg_stat_statements.stat")))).toBe(true);
+  });
+
+  it("has the tables created before Ctrl-C when it runs again on the same directory", async () => {
+    await startDemo();
+    const rows = await appQuery("SELECT count(*)::int AS n FROM keep_me");
+    process.kill(-demo.pid!, "SIGINT");
+    await once(demo, "exit");
+    expect(rows).toEqual([{ n: 3 }]);
   });
 });

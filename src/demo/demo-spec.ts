@@ -12,6 +12,8 @@ export interface DemoSpecInput {
   readonly downloadToken: string;
   readonly epufsAddr: string;
   readonly computeToken: string;
+  /** Where the compute's timeline is kept (file:///… or s3://…): its tables outlive the demo. */
+  readonly timelineStorage: string;
 }
 
 /** A compute spec in Neon's ComputeSpec shape plus the pgmesh object (see compute-ctl's spec docs). */
@@ -38,7 +40,7 @@ export function demoComputeSpec(input: DemoSpecInput): Record<string, unknown> {
     endpoint_storage_addr: input.epufsAddr,
     endpoint_storage_token: input.computeToken,
     pgmesh: {
-      base_data: { source: "initdb" },
+      base_data: { source: "timeline", storage: input.timelineStorage },
       extension_store: { addr: input.extensionStoreAddr, download_token: input.downloadToken },
       port: input.pgPort,
     },

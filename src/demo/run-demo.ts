@@ -106,7 +106,7 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
     await writeFile(specFile, JSON.stringify(demoComputeSpec({
       ...ids, appPassword, pgPort: options.pgPort,
       remoteExtensions: JSON.parse(remoteExtensionsJson), extensionStoreAddr: `${host}:${ports.extensionStore}`, downloadToken,
-      epufsAddr: new URL(epufsUrl).host, computeToken,
+      epufsAddr: new URL(epufsUrl).host, computeToken, timelineStorage: storage("timelines"),
     }), null, 2));
     const computeUrl = await start("compute-ctl", ports.computeCtl, [
       "--pgdata", path.join(demoDir, "pgdata"), "--spec", specFile, "--pgbin", path.join(install, "bin", "postgres"),
