@@ -1,6 +1,14 @@
 #!/usr/bin/env node
 import { blobStoreOptionsFromEnv, openBlobStore } from "../src/blob/index.js";
-import { compileServiceConfig, defineFlags, parseCommandLine, serviceFlags, UsageError } from "../src/config/index.js";
+import {
+  compileServiceConfig,
+  defineFlags,
+  exitUnlessWritableDirs,
+  parseCommandLine,
+  serviceFlags,
+  storageDirs,
+  UsageError,
+} from "../src/config/index.js";
 import {
   compileEpufsOptions,
   defaultAllowedPaths,
@@ -59,6 +67,8 @@ const { config, options } = parseCommandLine(program, flags, {
     }
   },
 });
+
+await exitUnlessWritableDirs(program, storageDirs(config));
 
 const logger = createLogger({ service: "epufs", level: config.logLevel });
 const store = await openBlobStore(config.storageUrl, {

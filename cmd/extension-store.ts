@@ -2,13 +2,15 @@
 import { createClient } from "@connectrpc/connect";
 import { ExtensionStoreService } from "../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
 import { loadVerifyKeySet } from "../src/auth/index.js";
-import { blobStoreOptionsFromEnv, openBlobStore } from "../src/blob/index.js";
+import { blobStoreOptionsFromEnv, openBlobStore, removeOrphanedSpoolFiles } from "../src/blob/index.js";
 import {
   compileServiceConfig,
   defineFlags,
+  exitUnlessWritableDirs,
   parseCommandLine,
   parseListen,
   serviceFlags,
+  storageDirs,
   UsageError,
 } from "../src/config/index.js";
 import {
@@ -74,6 +76,16 @@ const { config, values } = parseCommandLine(program, flags, {
   },
 });
 
+await exitUnlessWritableDirs(
+  program,
+  values.upstream !== undefined
+    ? [{ dir: values.cacheDir, flag: "--cache-dir", create: true }]
+    : [
+        ...storageDirs(config),
+        ...(values.spoolDir !== undefined ? [{ dir: values.spoolDir, flag: "--spool-dir" }] : []),
+      ],
+);
+
 const logger = createLogger({ service: "extension-store", level: config.logLevel });
 const auth = await loadServerAuth(config, logger);
 let registration;
@@ -105,7 +117,8 @@ if (values.upstream !== undefined) {
       maxDownloadTokenTtlSec: values.maxDownloadTokenTtl,
       ...(values.spoolDir !== undefined ? { spoolDir: values.spoolDir } : {}),
     };
-    compileExtensionStoreOptions(options);
+    // Publishes a killed predecessor left half-spooled.
+    await removeOrphanedSpoolFiles(compileExtensionStoreOptions(options).spoolDir);
     registration = extensionStoreRegistration(new ExtensionStore(options));
   } catch (error) {
     if (error instanceof DownloadSigningKeyError || error instanceof ExtensionStoreOptionsError) {

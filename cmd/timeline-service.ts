@@ -1,6 +1,15 @@
 #!/usr/bin/env node
 import { blobStoreOptionsFromEnv, openBlobStore } from "../src/blob/index.js";
-import { compileServiceConfig, defineFlags, parseCommandLine, parseDurationSec, serviceFlags, UsageError } from "../src/config/index.js";
+import {
+  compileServiceConfig,
+  defineFlags,
+  exitUnlessWritableDirs,
+  parseCommandLine,
+  parseDurationSec,
+  serviceFlags,
+  storageDirs,
+  UsageError,
+} from "../src/config/index.js";
 import { createLogger, loadServerAuth, serviceOf, shutdownOnSignal, startServer } from "../src/server/index.js";
 import { compileTimelineCtlOptions, createTimelineHandlers, TimelineCtl, TimelineCtlOptionsError } from "../src/timelinectl/index.js";
 import { TimelineService } from "../gen/pgmesh/timeline/v1/timeline_pb.js";
@@ -47,6 +56,7 @@ const { config, options } = parseCommandLine(program, flags, {
   },
 });
 
+await exitUnlessWritableDirs(program, storageDirs(config));
 const logger = createLogger({ service: "timeline-service", level: config.logLevel });
 const store = await openBlobStore(config.storageUrl, blobStoreOptionsFromEnv(process.env));
 const auth = await loadServerAuth(config, logger);

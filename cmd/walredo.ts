@@ -2,7 +2,7 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { WalRedoService } from "../gen/pgmesh/walredo/v1/walredo_pb.js";
-import { compileServerConfig, defineFlags, parseCommandLine, serverFlags, UsageError } from "../src/config/index.js";
+import { compileServerConfig, defineFlags, exitUnlessWritableDirs, parseCommandLine, serverFlags, UsageError } from "../src/config/index.js";
 import { createLogger, loadServerAuth, serviceOf, startServer } from "../src/server/index.js";
 import { compileWalRedoOptions, createWalRedoService, RedoProcessPool, WalRedoOptionsError } from "../src/walredo/index.js";
 
@@ -58,6 +58,7 @@ const parsed = parseCommandLine(program, flags, {
 });
 
 const { config, options } = parsed;
+await exitUnlessWritableDirs(program, options.scratchRoot === undefined ? [] : [{ dir: options.scratchRoot, flag: "--scratch-root" }]);
 const { logger } = options;
 const pool = new RedoProcessPool(options);
 const server = await startServer({

@@ -1,9 +1,10 @@
+import { randomUUID } from "node:crypto";
 import { mkdtemp, readdir, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { BlobKeyConflictError, BlobStoreUrlError, openBlobStore, type BlobStore } from "../src/blob/index.js";
+import { BlobKeyConflictError, BlobStoreUrlError, openBlobStore, spoolFilePath, type BlobStore } from "../src/blob/index.js";
 
 async function* once(value: string): AsyncGenerator<Uint8Array> {
   yield new TextEncoder().encode(value);
@@ -38,17 +39,17 @@ describe("local directory blob store", () => {
     expect((await store.list("")).items.map((item) => item.key)).toEqual(["a/b/c"]);
   });
 
-  it("keeps spool files out of listings and removes stale ones when opened", async () => {
+  it("keeps spool files out of listings, and when opened removes an older version's stale one but not a live writer's", async () => {
     await store.put("kept", once("x"));
-    const stale = join(dir, "tmp", "left-by-a-crash.part");
-    const fresh = join(dir, "tmp", "in-flight.part");
+    const stale = join(dir, "tmp", `${randomUUID()}.part`);
+    const inFlight = spoolFilePath(join(dir, "tmp"), "put");
     await writeFile(stale, "torn");
-    await writeFile(fresh, "in flight");
+    await writeFile(inFlight, "in flight");
     const twoHoursAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
     await utimes(stale, twoHoursAgo, twoHoursAgo);
     const reopened = await openBlobStore(pathToFileURL(dir).href);
     expect((await reopened.list("")).items.map((item) => item.key)).toEqual(["kept"]);
-    expect(await readdir(join(dir, "tmp"))).toEqual(["in-flight.part"]);
+    expect(await readdir(join(dir, "tmp"))).toEqual([basename(inFlight)]);
   });
 
   it("removes directories that a delete leaves empty", async () => {

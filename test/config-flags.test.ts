@@ -100,6 +100,7 @@ describe("service flags", () => {
       host: "127.0.0.1",
       port: 7103,
       storageUrl: "file:///srv/.pgmesh/compute-ctl",
+      storageDir: "/srv/.pgmesh/compute-ctl",
       authKeysPath: undefined,
       insecureNoAuth: true,
       logLevel: "info",

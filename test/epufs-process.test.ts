@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -101,7 +101,7 @@ afterAll(async () => {
 });
 
 describe.each(["local directory", "S3 (s3rver)"])("epufs process over %s", (backend) => {
-  it("keeps the previous version intact when killed with SIGKILL mid-upload", async () => {
+  it("keeps the previous version intact when killed with SIGKILL mid-upload, and sweeps its spool file at restart", async () => {
     const work = await mkdtemp(join(tmpdir(), "pgmesh-epufs-proc-"));
     const isS3 = backend.startsWith("S3");
     const storage = isS3 ? s3rver.url(`killed-${process.pid}-${Date.now()}`) : pathToFileURL(join(work, "store")).href;
@@ -133,6 +133,8 @@ describe.each(["local directory", "S3 (s3rver)"])("epufs process over %s", (back
       expect((await upload).code).toBeDefined();
 
       const second = await spawnEpufs(args, env);
+      // The killed server's spool file is swept at start: its owner is gone.
+      expect((await readdir(spoolDir)).filter((name) => name.endsWith(".part"))).toEqual([]);
       const client = clientOf(second.url, token);
       const got = await getFile(client, ep, PATH);
       expect(got.data.equals(previous)).toBe(true);
@@ -185,6 +187,24 @@ describe("epufs command line", () => {
     const code = await new Promise((resolveExit) => child.once("exit", resolveExit));
     expect(code).toBe(2);
     expect(stderr).toContain("give --auth-keys FILE to verify bearer tokens, or --insecure-no-auth");
+  });
+
+  it("refuses a --storage directory it cannot create, naming the flag, exit code 2", async () => {
+    const work = await mkdtemp(join(tmpdir(), "pgmesh-epufs-proc-"));
+    try {
+      await writeFile(join(work, "a-file"), "");
+      const storage = pathToFileURL(join(work, "a-file", "store")).href;
+      const child = spawn(process.execPath, [binary, "--insecure-no-auth", "--listen", "127.0.0.1:0", "--storage", storage], {
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      running.add(child);
+      let stderr = "";
+      child.stderr.on("data", (data: Buffer) => (stderr += data.toString()));
+      expect(await new Promise((resolveExit) => child.once("exit", resolveExit))).toBe(2);
+      expect(stderr).toMatch(/--storage ".*a-file\/store" cannot be created \(ENOTDIR\); give a writable directory/);
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
   });
 
   it("reports a bad --max-file-bytes naming the flag, exit code 2", async () => {

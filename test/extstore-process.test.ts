@@ -1,14 +1,14 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { execa } from "execa";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { ExtensionStoreService, ReviewDecision } from "../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { ExtensionStoreService, ReviewDecision, Visibility } from "../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
 import { createClientTransport } from "../src/server/index.js";
 import { collectDownload, sha256Of } from "./fixtures/extstore/extstore-harness.js";
 import { createTestKeys, type TestKeys } from "./helpers/test-keys.js";
@@ -109,6 +109,46 @@ describe("extension-store and pgmesh-pack-extension processes", () => {
     ], { reject: false });
     expect(result.exitCode).toBe(1);
     expect(result.stderr).toMatch(/^pgmesh-pack-extension: publishing to the extension store at 127\.0\.0\.1:\d+ failed: \[permission_denied\] .+\n?$/);
+  });
+
+  it("sweeps the spool file of a publish it was killed (SIGKILL) in, at restart", async () => {
+    const spoolDir = join(work, "spool-killed");
+    await mkdir(spoolDir);
+    const args = ["--storage", pathToFileURL(join(work, "store-killed")).href, "--spool-dir", spoolDir, "--insecure-no-auth"];
+    const first = await spawnStore(args);
+    const client = createClient(ExtensionStoreService, createClientTransport({ baseUrl: first.url }));
+    // A header and 1 MiB of a bundle, then a stall: the store is killed while it spools.
+    const publish = client.publishExtension(
+      (async function* () {
+        yield { msg: { case: "header" as const, value: { name: "stalled", pgMajors: [15], visibility: Visibility.PUBLIC } } };
+        yield { msg: { case: "chunk" as const, value: new Uint8Array(1024 * 1024) } };
+        await new Promise(() => undefined);
+      })(),
+    ).catch(() => undefined);
+    await vi.waitFor(
+      async () => expect((await readdir(spoolDir)).filter((name) => name.endsWith(".part"))).toHaveLength(1),
+      { timeout: 30_000, interval: 20 },
+    );
+    first.child.kill("SIGKILL");
+    expect(await first.exited).toEqual({ code: null, signal: "SIGKILL" });
+    await publish;
+
+    const second = await spawnStore(args);
+    expect(await readdir(spoolDir)).toEqual([]);
+    second.child.kill("SIGTERM");
+    expect(await second.exited).toEqual({ code: 0, signal: null });
+  });
+
+  it.each([
+    ["--spool-dir", "that does not exist", (dir: string) => ["--spool-dir", join(dir, "missing")], /--spool-dir .*missing.* does not exist/],
+    ["--spool-dir", "that is a file", (dir: string) => ["--spool-dir", join(dir, "a-file")], /--spool-dir .*a-file.* is not a directory/],
+    ["--storage", "under a file", (dir: string) => ["--storage", pathToFileURL(join(dir, "a-file", "store")).href], /--storage .*a-file\/store.* cannot be created/],
+  ])("refuses to start with a %s %s, naming the flag (exit code 2)", async (_flag, _what, argsOf, message) => {
+    await writeFile(join(work, "a-file"), "");
+    const args = ["--storage", pathToFileURL(join(work, "store-refused")).href, "--insecure-no-auth", "--listen", "127.0.0.1:0", ...argsOf(work)];
+    const result = await execa(process.execPath, [storeBinary, ...args], { reject: false, timeout: 30_000 });
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toMatch(message);
   });
 
   it("refuses s3:// storage without --signing-key, saying what to give", async () => {

@@ -37,3 +37,5 @@ export { blobErrorToConnect } from "./blob-error-to-connect.js";
 export { claimKey, type ClaimOptions, type ClaimResult } from "./claim-key.js";
 export { withBlobLease, type BlobLeaseOptions } from "./blob-lease.js";
 export { bytesBody } from "./bytes-body.js";
+export { removeOrphanedSpoolFiles, SpoolSweeper } from "./spool-file.js";
+export { spoolFilePath } from "./spool-owner.js";

@@ -16,7 +16,7 @@ import type {
 import { withKeyLock } from "./key-lock.js";
 import { listAllPages } from "./list-all-pages.js";
 import { decodePageToken, effectivePageSize, encodePageToken } from "./page-token.js";
-import { removeStaleSpoolFiles, writeSpoolFile } from "./spool-file.js";
+import { SpoolSweeper, writeSpoolFile } from "./spool-file.js";
 
 /** Read granularity of get(); chunks stay well under the 1 MiB message limit. */
 const readChunkBytes = 256 * 1024;
@@ -37,25 +37,28 @@ export class LocalBlobStore implements BlobStore {
   private readonly objectsDir: string;
   private readonly tmpDir: string;
   private readonly locksDir: string;
+  private readonly sweeper: SpoolSweeper;
 
   private constructor(readonly root: string) {
     this.objectsDir = join(root, "objects");
     this.tmpDir = join(root, "tmp");
     this.locksDir = join(root, "locks");
+    this.sweeper = new SpoolSweeper(this.tmpDir);
   }
 
-  /** Creates the directories and removes spool files left by a crashed process. */
+  /** Creates the directories and removes spool files no live process owns (a killed process's). */
   static async open(root: string): Promise<LocalBlobStore> {
     const store = new LocalBlobStore(root);
     await mkdir(store.objectsDir, { recursive: true });
     await mkdir(store.tmpDir, { recursive: true });
     await mkdir(store.locksDir, { recursive: true });
-    await removeStaleSpoolFiles(store.tmpDir);
+    await store.sweeper.sweep();
     return store;
   }
 
   async put(key: string, body: AsyncIterable<Uint8Array>, options: PutOptions = {}): Promise<BlobInfo> {
     validateBlobKey(key);
+    this.sweeper.sweepIfDue();
     const spool = await writeSpoolFile(this.tmpDir, key, body, { ...options, sync: true, md5: false });
     try {
       await withKeyLock(this.locksDir, key, async () => {

@@ -5,7 +5,7 @@ import type { BlobStore } from "./blob-store.js";
 import { compileBlobStoreOptions, type BlobStoreOptions } from "./blob-store-options.js";
 import { LocalBlobStore } from "./local-blob-store.js";
 import { S3BlobStore } from "./s3-blob-store.js";
-import { removeStaleSpoolFiles } from "./spool-file.js";
+import { removeOrphanedSpoolFiles } from "./spool-file.js";
 
 /**
  * Opens the store a `--storage` URL names: `file:///abs/dir` (a local
@@ -33,7 +33,7 @@ export async function openBlobStore(url: string, options: BlobStoreOptions = {})
       if (prefix !== "" && prefix.split("/").some((segment) => segment === "" || segment === "." || segment === "..")) {
         throw new BlobStoreUrlError(url, 'the prefix has an empty, "." or ".." segment');
       }
-      await removeStaleSpoolFiles(compiled.spoolDir);
+      await removeOrphanedSpoolFiles(compiled.spoolDir);
       const settings = {
         bucket,
         prefix,

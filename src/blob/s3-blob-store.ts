@@ -32,7 +32,7 @@ import type {
 } from "./blob-store.js";
 import { listAllPages } from "./list-all-pages.js";
 import { decodePageToken, effectivePageSize, encodePageToken } from "./page-token.js";
-import { writeSpoolFile } from "./spool-file.js";
+import { SpoolSweeper, writeSpoolFile } from "./spool-file.js";
 import { quoteInput } from "../errors/index.js";
 
 export interface CompiledS3BlobStoreOptions {
@@ -67,9 +67,11 @@ export interface CompiledS3BlobStoreOptions {
 export class S3BlobStore implements BlobStore {
   readonly conditionalWrites: boolean;
   private readonly client: S3Client;
+  private readonly sweeper: SpoolSweeper;
 
   constructor(private readonly options: CompiledS3BlobStoreOptions) {
     this.conditionalWrites = options.conditionalWrites;
+    this.sweeper = new SpoolSweeper(options.spoolDir);
     this.client = new S3Client({
       region: options.region,
       ...(options.endpoint ? { endpoint: options.endpoint, forcePathStyle: true } : {}),
@@ -90,6 +92,7 @@ export class S3BlobStore implements BlobStore {
       );
     }
     await mkdir(this.options.spoolDir, { recursive: true });
+    this.sweeper.sweepIfDue();
     const spool = await writeSpoolFile(this.options.spoolDir, key, body, { ...options, sync: false, md5: true });
     try {
       const output = await this.client.send(

@@ -1,9 +1,10 @@
-import { createHash, randomUUID } from "node:crypto";
+import { createHash } from "node:crypto";
 import type { BigIntStats } from "node:fs";
 import { open, opendir, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { BlobPutCancelledError, BlobSizeMismatchError, BlobTooLargeError } from "./blob-errors.js";
 import type { PutOptions } from "./blob-store.js";
+import { spoolFilePath, spoolFileSuffix, spoolOwnerMayLive, spoolOwnerOf } from "./spool-owner.js";
 
 export interface SpoolFileOptions extends PutOptions {
   /** fsync the file before closing it (the local backend renames it into place). */
@@ -19,9 +20,6 @@ export interface SpoolFile {
   /** Base64 MD5 of the content when asked for. */
   readonly md5Base64?: string;
 }
-
-/** Suffix of spool files; they live in a directory no listing looks into. */
-export const spoolFileSuffix = ".part";
 
 /**
  * Writes `body` to a new file in `dir`, enforcing maxBytes/expectedBytes and
@@ -40,7 +38,7 @@ export async function writeSpoolFile(
     throw new BlobTooLargeError(key, maxBytes, expectedBytes);
   }
   if (signal?.aborted) throw new BlobPutCancelledError(key, signal.reason);
-  const path = join(dir, `${randomUUID()}${spoolFileSuffix}`);
+  const path = spoolFilePath(dir, "put");
   const file = await open(path, "wx", 0o600);
   const hash = options.md5 ? createHash("md5") : undefined;
   let size = 0;
@@ -103,22 +101,61 @@ async function* abortable(
   }
 }
 
-/** Spool files older than this are left over from a crashed process. */
-const staleSpoolAgeMs = 60 * 60 * 1000;
+/** A spool file named by an older version (no owner in the name) is left over once this old. */
+const unownedSpoolAgeMs = 60 * 60 * 1000;
+const unownedSpoolName = /^(publish-)?[0-9a-f-]{36}(\.tar)?\.part$/;
 
-/** Removes spool files in `dir` older than an hour (a crashed process's leftovers); a missing dir is fine. */
-export async function removeStaleSpoolFiles(dir: string): Promise<void> {
-  const now = Date.now();
+/**
+ * Removes the spool files in `dir` that no live process owns: their writer
+ * (pid and start time, on this host) is gone, e.g. killed with SIGKILL
+ * mid-upload. Files of live processes, this one's or another replica's
+ * sharing the directory, and of other hosts are kept. A missing dir is fine.
+ */
+export async function removeOrphanedSpoolFiles(dir: string): Promise<void> {
   let entries;
   try {
     entries = await opendir(dir);
   } catch {
     return;
   }
+  const now = Date.now();
   for await (const entry of entries) {
     if (!entry.isFile() || !entry.name.endsWith(spoolFileSuffix)) continue;
     const path = join(dir, entry.name);
-    const stats = await stat(path).catch(() => undefined);
-    if (stats && now - stats.mtimeMs > staleSpoolAgeMs) await unlink(path).catch(() => undefined);
+    const owner = spoolOwnerOf(entry.name);
+    // Other names are not ours: a spool dir may be the OS temp dir.
+    const orphaned = owner
+      ? !(await spoolOwnerMayLive(owner))
+      : unownedSpoolName.test(entry.name) &&
+        (await stat(path).then((stats) => now - stats.mtimeMs > unownedSpoolAgeMs, () => false));
+    if (orphaned) await unlink(path).catch(() => undefined);
+  }
+}
+
+/**
+ * Sweeps one spool directory at start (sweep()) and then at most once per
+ * interval while files are spooled (sweepIfDue() before each new one), so the
+ * leftovers of a replica that died next to a running one go too, with no timer.
+ */
+export class SpoolSweeper {
+  private lastSweepMs = -Infinity;
+  private running: Promise<void> | undefined;
+
+  constructor(
+    readonly dir: string,
+    private readonly intervalMs = 10 * 60 * 1000,
+  ) {}
+
+  async sweep(): Promise<void> {
+    this.lastSweepMs = Date.now();
+    await removeOrphanedSpoolFiles(this.dir);
+  }
+
+  /** Starts a sweep in the background when the last one is older than the interval. */
+  sweepIfDue(): void {
+    if (this.running || Date.now() - this.lastSweepMs < this.intervalMs) return;
+    this.running = this.sweep()
+      .catch(() => undefined)
+      .finally(() => (this.running = undefined));
   }
 }

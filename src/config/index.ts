@@ -16,5 +16,6 @@ export {
   type ServiceFlagValues,
   type ServiceName,
 } from "./service-flags.js";
+export { checkWritableDir, exitUnlessWritableDirs, storageDirs, type NeededDir } from "./check-writable-dir.js";
 export { parseDurationSec } from "./duration.js";
 export { UsageError } from "./usage-error.js";

@@ -1,4 +1,5 @@
 import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { s3ConditionalWritesModes, type S3ConditionalWrites } from "../blob/index.js";
 import { defineFlags } from "./parse-command-line.js";
 import type { FlagValues } from "./flags.js";
@@ -82,6 +83,8 @@ export interface ServerConfig {
 /** ServerConfig plus blob storage. */
 export interface ServiceConfig extends ServerConfig {
   readonly storageUrl: string;
+  /** The local directory of file:// storage, to check at start (undefined for s3://). */
+  readonly storageDir: string | undefined;
   readonly s3ConditionalWrites: S3ConditionalWrites;
 }
 
@@ -106,7 +109,12 @@ export function compileServiceConfig(values: ServiceFlagValues): ServiceConfig {
   if (!/^(file|s3):\/\//.test(values.storage)) {
     throw new UsageError(`--storage must be a file:// or s3:// URL, got "${values.storage}"`);
   }
-  return { ...server, storageUrl: values.storage, s3ConditionalWrites: parseS3ConditionalWrites(values.s3ConditionalWrites) };
+  return {
+    ...server,
+    storageUrl: values.storage,
+    storageDir: localDirOf(values.storage),
+    s3ConditionalWrites: parseS3ConditionalWrites(values.s3ConditionalWrites),
+  };
 }
 
 /** Validates --s3-conditional-writes; throws UsageError naming the flag. */
@@ -126,4 +134,14 @@ export function parseListen(text: string): { host: string; port: number } {
     throw new UsageError(`--listen must be HOST:PORT with a port in 0..65535, got "${text}"`);
   }
   return { host: match[1] ?? (match[2] || "127.0.0.1"), port };
+}
+
+/** The directory of a file:// URL; undefined for another scheme or a URL openBlobStore will refuse. */
+function localDirOf(url: string): string | undefined {
+  if (!url.startsWith("file://")) return undefined;
+  try {
+    return fileURLToPath(url);
+  } catch {
+    return undefined;
+  }
 }

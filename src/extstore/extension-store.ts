@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { requireScope, type Claims } from "../auth/index.js";
-import { BlobNotFoundError } from "../blob/index.js";
+import { BlobNotFoundError, SpoolSweeper } from "../blob/index.js";
 import {
   ControlFileSchema,
   DownloadBundleResponseSchema,
@@ -83,11 +83,13 @@ export class ExtensionStore {
   readonly options: CompiledExtensionStoreOptions;
   private readonly catalog: ExtensionCatalog;
   private readonly verifyKeys: readonly DownloadVerifyKey[];
+  private readonly spoolSweeper: SpoolSweeper;
 
   constructor(options: ExtensionStoreOptions) {
     this.options = compileExtensionStoreOptions(options);
     this.catalog = new ExtensionCatalog(this.options.blobs);
     this.verifyKeys = [verifyKeyOf(this.options.signingKey)];
+    this.spoolSweeper = new SpoolSweeper(this.options.spoolDir);
   }
 
   /** PublishExtension (admin): a header, then the tar bytes. */
@@ -115,6 +117,7 @@ export class ExtensionStore {
       }
     };
     let received;
+    this.spoolSweeper.sweepIfDue();
     try {
       received = await receiveBundle(chunks(), header.name, this.options.limits, this.options.spoolDir);
     } catch (error) {

@@ -1,6 +1,6 @@
-import { createHash, randomUUID } from "node:crypto";
+import { createHash } from "node:crypto";
 import { open, unlink } from "node:fs/promises";
-import { join } from "node:path";
+import { spoolFilePath } from "../blob/index.js";
 import { BundleRejectedError } from "./extension-store-errors.js";
 import { inspectBundle, type BundleLimits, type BundleManifest } from "./inspect-bundle.js";
 
@@ -26,7 +26,8 @@ export async function receiveBundle(
   limits: BundleLimits,
   spoolDir: string,
 ): Promise<ReceivedBundle> {
-  const path = join(spoolDir, `publish-${randomUUID()}.tar.part`);
+  // Named after this process, so a restart or a replica sharing spoolDir sweeps it if we are killed.
+  const path = spoolFilePath(spoolDir, "publish");
   const file = await open(path, "wx", 0o600);
   const hash = createHash("sha256");
   let size = 0;
