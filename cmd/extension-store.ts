@@ -15,6 +15,7 @@ import {
 } from "../src/config/index.js";
 import {
   BundleCache,
+  bundleCacheMetrics,
   bundleCacheRegistration,
   compileExtensionStoreOptions,
   DownloadSigningKeyError,
@@ -89,6 +90,7 @@ await exitUnlessWritableDirs(
 const logger = createLogger({ service: "extension-store", level: config.logLevel });
 const auth = await loadServerAuth(config, logger);
 let registration;
+let metrics;
 if (values.upstream !== undefined) {
   const upstreamUrl = `http://${values.upstream}`;
   const cache = await BundleCache.open({
@@ -99,6 +101,7 @@ if (values.upstream !== undefined) {
     logger,
   });
   registration = bundleCacheRegistration(cache, values.upstream);
+  metrics = bundleCacheMetrics(cache);
   logger.info({ upstream: values.upstream, cacheDir: values.cacheDir, cacheBytes: values.cacheBytes, ...cache.stats() }, "cache mode");
 } else {
   try {
@@ -128,6 +131,6 @@ if (values.upstream !== undefined) {
     throw error;
   }
 }
-const server = await startServer({ host: config.host, port: config.port, auth, logger, services: [registration] });
+const server = await startServer({ host: config.host, port: config.port, auth, logger, services: [registration], ...(metrics ? { metrics } : {}) });
 logger.info({ url: server.url, storage: values.upstream === undefined ? config.storageUrl : undefined }, "extension-store serving");
 shutdownOnSignal(server, logger);

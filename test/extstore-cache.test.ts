@@ -13,7 +13,7 @@ import {
   type DownloadBundleResponse,
 } from "../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
 import { loadVerifyKeySet } from "../src/auth/index.js";
-import { BundleCache, bundleCacheRegistration, signDownloadToken } from "../src/extstore/index.js";
+import { BundleCache, bundleCacheMetrics, bundleCacheRegistration, signDownloadToken } from "../src/extstore/index.js";
 import { createClientTransport, type ServerHandle } from "../src/server/index.js";
 import {
   collectDownload,
@@ -47,7 +47,7 @@ describe("ExtensionStore node-local cache", () => {
       verifyKeys: (await loadVerifyKeySet(h.downloadJwksPath)).keys,
       logger: pino({ level: "silent" }),
     });
-    cacheServer = await startTestServer({ services: [bundleCacheRegistration(cache, h.server.url)], keys: h.keys });
+    cacheServer = await startTestServer({ services: [bundleCacheRegistration(cache, h.server.url)], keys: h.keys, metrics: bundleCacheMetrics(cache) });
     client = createClient(ExtensionStoreService, createClientTransport({ baseUrl: cacheServer.url }));
   });
   afterAll(async () => {
@@ -88,6 +88,17 @@ describe("ExtensionStore node-local cache", () => {
     expect(after.misses - before.misses).toBe(1);
     expect(after.hits - before.hits).toBe(1);
     expect(await cachedFiles()).toContain(`${b.sha256}.tar`);
+  });
+
+  it("reports its hits, misses, fetches and bytes held on /metrics", async () => {
+    await download(await approvedBundle());
+    const { hits, misses, upstreamFetches, bytes } = cache.stats();
+    const text = await (await fetch(`${cacheServer.url}/metrics`)).text();
+    expect(text).toContain(`pgmesh_extension_cache_hits_total ${hits}`);
+    expect(text).toContain(`pgmesh_extension_cache_misses_total ${misses}`);
+    expect(text).toContain(`pgmesh_extension_cache_upstream_fetches_total ${upstreamFetches}`);
+    expect(text).toContain(`pgmesh_extension_cache_bytes ${bytes}`);
+    expect(misses).toBeGreaterThan(0);
   });
 
   it("shares one upstream fetch among concurrent misses for one bundle", async () => {

@@ -27,6 +27,7 @@ export {
 } from "./download-token.js";
 export { bundleKey } from "./bundle-keys.js";
 export { BundleCache, type BundleCacheOptions, type BundleCacheStats } from "./bundle-cache.js";
+export { bundleCacheMetrics } from "./bundle-cache-metrics.js";
 export { bundleCacheRegistration } from "./bundle-cache-service.js";
 export { DownloadSigningKeyError, resolveDownloadSigningKey } from "./download-signing-key.js";
 export { writeDeterministicTar, type BundleFile } from "./deterministic-tar.js";
