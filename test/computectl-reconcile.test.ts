@@ -56,6 +56,15 @@ describe("roles and databases reconciliation", () => {
     expect(dbs).toEqual([{ datname: "Other DB", owner: 'we"ird name' }, { datname: "app", owner: "alice" }]);
   });
 
+  it("alters an existing role only in the options the spec names that differ", async () => {
+    const limited = { ...base, roles: [{ ...base.roles[0], options: [
+      { name: "CREATEDB", value: null, vartype: "bool" }, { name: "CONNECTION LIMIT", value: "3", vartype: "integer" },
+      { name: "VALID UNTIL", value: "infinity", vartype: "string" },
+    ] }, base.roles[1]] };
+    expect(await reconcileCatalog(spec({ cluster: limited }), connectTo)).toEqual([`ALTER ROLE "alice" CONNECTION LIMIT 3 VALID UNTIL 'infinity'`]);
+    expect(await reconcileCatalog(spec({ cluster: limited }), connectTo)).toEqual([]);
+  });
+
   it("applies only the difference of a changed spec", async () => {
     const bobPassword = scramVerifier("bob-pw");
     const changed = {
@@ -65,7 +74,7 @@ describe("roles and databases reconciliation", () => {
     };
     const ran = await reconcileCatalog(spec({ cluster: changed }), connectTo);
     expect(ran).toEqual([
-      `CREATE ROLE "bob" LOGIN NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION NOBYPASSRLS CONNECTION LIMIT -1 PASSWORD '${bobPassword}'`,
+      `CREATE ROLE "bob" LOGIN PASSWORD '${bobPassword}'`,
       'ALTER DATABASE "app" OWNER TO "bob"',
       'ALTER DATABASE "app" CONNECTION LIMIT 5',
     ]);

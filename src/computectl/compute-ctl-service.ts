@@ -1,6 +1,7 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { Logger } from "pino";
 import {
   ComputeCtlService,
   ComputeState,
@@ -12,7 +13,7 @@ import {
 } from "../../gen/pgmesh/computectl/v1/compute_ctl_pb.js";
 import { requireClaims, requireScope } from "../auth/index.js";
 import type { Compute, ComputeStatusView } from "./compute.js";
-import { parseComputeSpecJson } from "./compute-spec.js";
+import { parseComputeSpecJson, type ComputeSpec } from "./compute-spec.js";
 import type { ComputeStateName, StateSnapshot } from "./compute-state.js";
 import type { StartupTimings } from "./startup-timings.js";
 
@@ -33,8 +34,13 @@ function authorize(ctx: HandlerContext): void {
   requireScope(requireClaims(ctx), "control_plane");
 }
 
+/** One log line per thing the spec parse dropped so that vanilla Postgres can run it. */
+export function logSpecWarnings(spec: ComputeSpec, logger: Logger): void {
+  for (const warning of spec.warnings) logger.warn({ warning }, "compute spec adjusted for vanilla Postgres");
+}
+
 /** The ComputeCtl service over one Compute; transport-agnostic. */
-export function createComputeCtlService(compute: Compute): ServiceImpl<typeof ComputeCtlService> {
+export function createComputeCtlService(compute: Compute, logger: Logger): ServiceImpl<typeof ComputeCtlService> {
   return {
     getStatus(_req, ctx) {
       authorize(ctx);
@@ -51,6 +57,7 @@ export function createComputeCtlService(compute: Compute): ServiceImpl<typeof Co
     async configure(req, ctx) {
       authorize(ctx);
       const spec = parseComputeSpecJson(req.specJson);
+      logSpecWarnings(spec, logger);
       return { status: statusMessage(await compute.configure(spec)) };
     },
 

@@ -1,5 +1,7 @@
 import { timelineIdPattern } from "../timeline/index.js";
+import { parseDatabaseOptions, parseRoleOptions, type DatabaseOption, type RoleOptions } from "./catalog-options.js";
 import { JsonReader } from "./json-reader.js";
+import { dropNeonOnlySettings } from "./neon-only-settings.js";
 import { SpecError } from "./spec-error.js";
 
 /*
@@ -9,23 +11,15 @@ import { SpecError } from "./spec-error.js";
  * JSON path.
  */
 
-/** Role attributes compute-ctl manages; set through a role's `options`. */
-export interface RoleAttributes {
-  readonly login: boolean;
-  readonly createdb: boolean;
-  readonly createrole: boolean;
-  readonly inherit: boolean;
-  readonly replication: boolean;
-  readonly bypassrls: boolean;
-  /** -1: no limit. */
-  readonly connectionLimit: number;
-}
-
 export interface RoleSpec {
   readonly name: string;
-  /** A SCRAM-SHA-256 verifier or an md5 hash, used verbatim; null: no password. */
+  /**
+   * What Postgres stores: the spec's SCRAM-SHA-256 verifier as it is, or
+   * "md5" + the spec's md5 hash (Neon sends it without the prefix); null: no password.
+   */
   readonly encryptedPassword: string | null;
-  readonly attributes: RoleAttributes;
+  /** The options the spec names; a new role also gets LOGIN unless they say NOLOGIN. */
+  readonly options: RoleOptions;
 }
 
 export interface DatabaseSpec {
@@ -33,6 +27,8 @@ export interface DatabaseSpec {
   readonly owner: string;
   /** -1: no limit. */
   readonly connectionLimit: number;
+  /** Options that apply when the database is created (LC_COLLATE, TEMPLATE …), in the spec's order. */
+  readonly createOptions: readonly DatabaseOption[];
 }
 
 export interface SettingSpec {
@@ -78,6 +74,8 @@ export interface ServiceAddress {
 
 export interface ComputeSpec {
   readonly formatVersion: number;
+  /** What was dropped from the spec so that vanilla Postgres can run it (Neon-only settings), one line each. */
+  readonly warnings: readonly string[];
   readonly clusterId?: string;
   readonly clusterName?: string;
   readonly roles: readonly RoleSpec[];
@@ -87,7 +85,9 @@ export interface ComputeSpec {
   readonly postgresqlConf?: string;
   readonly deltaOperations: readonly DeltaOperation[];
   readonly skipPgCatalogUpdates: boolean;
+  /** From tenant_id, else the neon.tenant_id setting (as Neon reads it). */
   readonly tenantId?: string;
+  /** From timeline_id, else the neon.timeline_id setting. */
   readonly timelineId?: string;
   readonly endpointId?: string;
   readonly remoteExtensions?: RemoteExtensions;
@@ -106,17 +106,6 @@ export const adminRole = "cloud_admin";
 const reservedRoleNames = new Set([adminRole, "public", "none", "current_user", "session_user", "current_role"]);
 const templateDatabases = new Set(["template0", "template1"]);
 
-export const defaultRoleAttributes: RoleAttributes = {
-  login: true,
-  createdb: false,
-  createrole: false,
-  inherit: true,
-  replication: false,
-  bypassrls: false,
-  connectionLimit: -1,
-};
-
-const booleanRoleOptions = ["login", "createdb", "createrole", "inherit", "replication", "bypassrls"] as const;
 
 /** Parses spec JSON text; throws SpecError naming the bad field. */
 export function parseComputeSpecJson(text: string): ComputeSpec {
@@ -133,8 +122,8 @@ export function parseComputeSpecJson(text: string): ComputeSpec {
 export function parseComputeSpec(value: unknown): ComputeSpec {
   const root = new JsonReader(value, "");
   root.object();
+  // Neon reads format_version as a number and checks nothing else about it.
   const formatVersion = root.field("format_version").number();
-  if (formatVersion !== 1) root.field("format_version").fail(`must be 1.0, got ${formatVersion}`);
   const cluster = root.field("cluster");
   cluster.object();
   const roles = cluster.field("roles").items().map(parseRole);
@@ -148,33 +137,38 @@ export function parseComputeSpec(value: unknown): ComputeSpec {
       reader.field("owner").fail(`role "${owner}" is not in cluster.roles (nor ${adminRole})`);
     }
   });
+  const settingsReader = cluster.field("settings");
+  const allSettings = settingsReader.items().map(parseSetting);
+  const { kept: settings, warnings } = dropNeonOnlySettings(allSettings);
+  const fromSettings = (name: string) => allSettings.find((s) => s.name === name)?.value;
   const spec: ComputeSpec = {
     formatVersion,
+    warnings,
     clusterId: cluster.field("cluster_id").optionalString(),
     clusterName: cluster.field("name").optionalString(),
     roles,
     databases,
-    settings: cluster.field("settings").items().map(parseSetting),
+    settings,
     postgresqlConf: cluster.field("postgresql_conf").optionalString(),
-    deltaOperations: root.field("delta_operations").items().map(parseDeltaOperation),
+    deltaOperations: root.field("delta_operations").items().flatMap((op) => parseDeltaOperation(op) ?? []),
     skipPgCatalogUpdates: root.field("skip_pg_catalog_updates").boolean(false),
-    tenantId: root.field("tenant_id").optionalNonEmptyString(),
-    timelineId: root.field("timeline_id").optionalNonEmptyString(),
+    tenantId: root.field("tenant_id").optionalNonEmptyString() ?? nonEmpty(fromSettings("neon.tenant_id")),
+    timelineId: root.field("timeline_id").optionalNonEmptyString() ?? nonEmpty(fromSettings("neon.timeline_id")),
     endpointId: root.field("endpoint_id").optionalNonEmptyString(),
-    remoteExtensions: root.field("remote_extensions").isAbsent ? undefined : parseRemoteExtensions(root.field("remote_extensions")),
-    endpointStorage: parseEndpointStorage(root),
+    remoteExtensions: root.field("remote_extensions").isAbsent ? undefined : parseRemoteExtensions(root.field("remote_extensions"), warnings),
+    endpointStorage: parseEndpointStorage(root, fromSettings),
     ...parsePgmesh(root.field("pgmesh")),
   };
   if (spec.baseData.source === "timeline") {
-    for (const id of ["tenant_id", "timeline_id"] as const) {
+    for (const [id, value] of [["tenant_id", spec.tenantId], ["timeline_id", spec.timelineId]] as const) {
       const reader = root.field(id);
-      if (reader.isAbsent) reader.fail('is required when pgmesh.base_data.source is "timeline" (it names the durable timeline)');
-      if (!timelineIdPattern.test(reader.nonEmptyString())) reader.fail('must be 1 to 64 letters, digits, "_" or "-" (a timeline id)');
+      if (value === undefined) return reader.fail('is required when pgmesh.base_data.source is "timeline" (it names the durable timeline)');
+      if (!timelineIdPattern.test(value)) reader.fail('must be 1 to 64 letters, digits, "_" or "-" (a timeline id)');
     }
   }
   if (spec.endpointStorage) {
-    for (const id of ["tenant_id", "timeline_id", "endpoint_id"] as const) {
-      if (root.field(id).isAbsent) root.field(id).fail("is required when endpoint_storage_addr is set (Epufs files are kept per endpoint)");
+    for (const [id, value] of [["tenant_id", spec.tenantId], ["timeline_id", spec.timelineId], ["endpoint_id", spec.endpointId]] as const) {
+      if (value === undefined) root.field(id).fail("is required when endpoint_storage_addr is set (Epufs files are kept per endpoint)");
     }
   }
   return spec;
@@ -185,25 +179,27 @@ function parseRole(reader: JsonReader): RoleSpec {
   const name = identifier(reader.field("name"));
   if (name.startsWith("pg_")) reader.field("name").fail(`role names starting with "pg_" are reserved by Postgres`);
   if (reservedRoleNames.has(name.toLowerCase())) reader.field("name").fail(`"${name}" is reserved`);
-  const password = reader.field("encrypted_password");
-  const encryptedPassword = password.isAbsent ? null : password.string();
-  if (encryptedPassword !== null && !isVerifier(encryptedPassword)) {
-    password.fail("must be a SCRAM-SHA-256 verifier (SCRAM-SHA-256$...) or an md5 hash (md5 + 32 hex digits); plain passwords are not accepted");
-  }
-  const attributes: Record<string, boolean | number> = { ...defaultRoleAttributes };
-  for (const option of reader.field("options").items()) {
-    option.object();
-    const optionName = option.field("name").nonEmptyString().toLowerCase();
-    const value = option.field("value");
-    if ((booleanRoleOptions as readonly string[]).includes(optionName)) {
-      attributes[optionName] = value.isAbsent ? true : parseBoolean(value);
-    } else if (optionName === "connection_limit") {
-      attributes.connectionLimit = parseConnectionLimit(value);
-    } else {
-      option.field("name").fail(`unsupported role option "${optionName}"; supported: ${[...booleanRoleOptions, "connection_limit"].join(", ")}`);
+  return { name, encryptedPassword: storedPassword(reader.field("encrypted_password")), options: parseRoleOptions(reader.field("options")) };
+}
+
+/**
+ * As Neon reads encrypted_password: a SCRAM-SHA-256 verifier is stored as it
+ * is; anything else is an md5 hash without its "md5" prefix (32 hex digits),
+ * stored as "md5" + hash.
+ */
+function storedPassword(reader: JsonReader): string | null {
+  if (reader.isAbsent) return null;
+  const password = reader.string();
+  if (password.startsWith("SCRAM-SHA-256")) {
+    if (!/^SCRAM-SHA-256\$\d+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$/.test(password)) {
+      reader.fail("is not a well-formed SCRAM-SHA-256 verifier (SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>)");
     }
+    return password;
   }
-  return { name, encryptedPassword, attributes: attributes as unknown as RoleAttributes };
+  if (!/^[0-9a-fA-F]{32}$/.test(password)) {
+    reader.fail("must be a SCRAM-SHA-256 verifier (SCRAM-SHA-256$...) or an md5 hash as Neon sends it (32 hex digits, without the \"md5\" prefix); plain passwords are not accepted");
+  }
+  return `md5${password.toLowerCase()}`;
 }
 
 function parseDatabase(reader: JsonReader): DatabaseSpec {
@@ -211,14 +207,14 @@ function parseDatabase(reader: JsonReader): DatabaseSpec {
   const name = identifier(reader.field("name"));
   if (templateDatabases.has(name)) reader.field("name").fail(`"${name}" is a template database and cannot be managed`);
   const owner = identifier(reader.field("owner"));
-  let connectionLimit = -1;
-  for (const option of reader.field("options").items()) {
-    option.object();
-    const optionName = option.field("name").nonEmptyString().toLowerCase();
-    if (optionName !== "connection_limit") option.field("name").fail(`unsupported database option "${optionName}"; supported: connection_limit`);
-    connectionLimit = parseConnectionLimit(option.field("value"));
-  }
-  return { name, owner, connectionLimit };
+  const options = parseDatabaseOptions(reader.field("options"));
+  const limit = options.findLast((o) => o.keyword === "CONNECTION LIMIT");
+  return {
+    name,
+    owner,
+    connectionLimit: limit ? Number(limit.value) : -1,
+    createOptions: options.filter((o) => o.keyword !== "CONNECTION LIMIT"),
+  };
 }
 
 function parseSetting(reader: JsonReader): SettingSpec {
@@ -234,29 +230,31 @@ function parseSetting(reader: JsonReader): SettingSpec {
   return { name, value: text };
 }
 
-function parseDeltaOperation(reader: JsonReader): DeltaOperation {
+/** One delta operation; an action pgmesh does not know is skipped (undefined), as Neon skips it. */
+function parseDeltaOperation(reader: JsonReader): DeltaOperation | undefined {
   reader.object();
-  const actionReader = reader.field("action");
-  const action = actionReader.nonEmptyString();
-  const name = identifier(reader.field("name"));
+  const action = reader.field("action").nonEmptyString();
   switch (action) {
     case "delete_role":
-    case "delete_db":
+    case "delete_db": {
+      const name = identifier(reader.field("name"));
       if (action === "delete_db" && (templateDatabases.has(name) || name === "postgres")) {
         reader.field("name").fail(`database "${name}" cannot be dropped`);
       }
       return { action, name };
+    }
     case "rename_role":
     case "rename_db":
-      return { action, name, newName: identifier(reader.field("new_name")) };
+      return { action, name: identifier(reader.field("name")), newName: identifier(reader.field("new_name")) };
     default:
-      return actionReader.fail(`unknown action "${action}"; expected delete_role, rename_role, delete_db or rename_db`);
+      return undefined;
   }
 }
 
-function parseRemoteExtensions(reader: JsonReader): RemoteExtensions {
+function parseRemoteExtensions(reader: JsonReader, warnings: string[]): RemoteExtensions {
   reader.object();
-  const names = (field: string) => reader.field(field).items().map((r) => r.nonEmptyString());
+  const withoutSha256 = new Set<string>();
+  const names = (field: string) => reader.field(field).items().map((r) => r.nonEmptyString()).filter((name) => !withoutSha256.has(name));
   const extensionData: Record<string, RemoteExtensionData> = {};
   for (const [name, data] of reader.field("extension_data").entries()) {
     data.object();
@@ -269,8 +267,12 @@ function parseRemoteExtensions(reader: JsonReader): RemoteExtensions {
     }
     const archivePath = data.field("archive_path").nonEmptyString();
     const sha256 = data.field("sha256").optionalString() ?? /sha256-([0-9a-f]{64})/.exec(archivePath)?.[1];
-    if (sha256 === undefined || !/^[0-9a-f]{64}$/.test(sha256)) {
-      throw new SpecError(data.field("sha256").path, "must be 64 lowercase hex digits (or archive_path must contain sha256-<hex>)");
+    if (sha256 !== undefined && !/^[0-9a-f]{64}$/.test(sha256)) data.field("sha256").fail("must be 64 lowercase hex digits");
+    if (sha256 === undefined) {
+      // Neon's archive paths name no sha256; pgmesh's ExtensionStore serves bundles only by theirs.
+      warnings.push(`left out extension "${name}": its archive_path ${archivePath} names no sha256 and the spec gives none, so its bundle cannot be fetched from the ExtensionStore`);
+      withoutSha256.add(name);
+      continue;
     }
     extensionData[name] = {
       controlData,
@@ -290,10 +292,17 @@ function parseRemoteExtensions(reader: JsonReader): RemoteExtensions {
   };
 }
 
-function parseEndpointStorage(root: JsonReader): ServiceAddress | undefined {
-  const addr = root.field("endpoint_storage_addr");
+/** endpoint_storage_addr / _token, else the neon.endpoint_storage_addr / _token settings (as Neon reads them). */
+function parseEndpointStorage(root: JsonReader, fromSettings: (name: string) => string | undefined): ServiceAddress | undefined {
+  const addrReader = root.field("endpoint_storage_addr");
+  const settingAddr = fromSettings("neon.endpoint_storage_addr");
+  const addr = addrReader.isAbsent && settingAddr !== undefined ? new JsonReader(settingAddr, "cluster.settings[neon.endpoint_storage_addr]") : addrReader;
   if (addr.isAbsent) return undefined;
-  return { addr: hostPort(addr), token: root.field("endpoint_storage_token").optionalString() ?? "" };
+  return { addr: hostPort(addr), token: root.field("endpoint_storage_token").optionalString() ?? fromSettings("neon.endpoint_storage_token") ?? "" };
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === "" ? undefined : value;
 }
 
 function parsePgmesh(reader: JsonReader): Pick<ComputeSpec, "baseData" | "extensionStore" | "port"> {
@@ -336,24 +345,6 @@ function identifier(reader: JsonReader): string {
   if (Buffer.byteLength(name) > 63) reader.fail(`"${name.slice(0, 20)}…" is longer than Postgres's 63-byte identifier limit`);
   if (name.includes("\0")) reader.fail("must not contain NUL");
   return name;
-}
-
-function isVerifier(password: string): boolean {
-  return /^SCRAM-SHA-256\$\d+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$/.test(password) || /^md5[0-9a-f]{32}$/.test(password);
-}
-
-function parseBoolean(reader: JsonReader): boolean {
-  if (typeof reader.value === "boolean") return reader.value;
-  const text = reader.string().toLowerCase();
-  if (["true", "on", "yes", "1"].includes(text)) return true;
-  if (["false", "off", "no", "0"].includes(text)) return false;
-  return reader.fail(`must be true or false, got "${text}"`);
-}
-
-function parseConnectionLimit(reader: JsonReader): number {
-  const limit = typeof reader.value === "string" ? Number(reader.value) : reader.number();
-  if (!Number.isInteger(limit) || limit < -1) reader.fail(`must be an integer >= -1, got ${JSON.stringify(reader.value)}`);
-  return limit;
 }
 
 function hostPort(reader: JsonReader): string {

@@ -13,7 +13,6 @@ export {
   type DeltaOperation,
   type RemoteExtensionData,
   type RemoteExtensions,
-  type RoleAttributes,
   type RoleSpec,
   type ServiceAddress,
   type SettingSpec,

@@ -1,5 +1,6 @@
 import pg from "pg";
-import { adminRole, type ComputeSpec, type DatabaseSpec, type RoleAttributes, type RoleSpec } from "./compute-spec.js";
+import { renderDatabaseOption, renderRoleOptions, roleFlags, type RoleFlag } from "./catalog-options.js";
+import { adminRole, type ComputeSpec, type DatabaseSpec, type RoleSpec } from "./compute-spec.js";
 
 const { escapeIdentifier: ident, escapeLiteral: literal } = pg;
 
@@ -8,13 +9,19 @@ export type ConnectTo = (database: string) => Promise<pg.Client>;
 
 interface ExistingRole {
   readonly password: string | null;
-  readonly attributes: RoleAttributes;
+  readonly flags: Readonly<Record<RoleFlag, boolean>>;
+  readonly connectionLimit: number;
+  /** rolvaliduntil as epoch milliseconds (±Infinity for ±infinity); null: none. */
+  readonly validUntilMs: number | null;
 }
 
 /**
  * Brings roles and databases in line with the spec and returns the statements
  * it ran: none when they already match, so running it twice changes nothing
- * the second time, and a reconfigure applies only the difference. Roles and
+ * the second time, and a reconfigure applies only the difference. An
+ * existing role is altered only where it differs from what the spec names
+ * (its password, the options it lists), so an attribute an administrator
+ * granted that the spec does not mention stays. Roles and
  * databases the spec does not mention are left alone unless delta_operations
  * drop them; a dropped role's objects are reassigned to the database owner
  * (or cloud_admin) and its privileges dropped in every database first.
@@ -35,7 +42,7 @@ export async function reconcileCatalog(spec: ComputeSpec, connectTo: ConnectTo):
     }
     roles = await readRoles(admin);
     for (const role of spec.roles) {
-      const sql = roleStatement(role, roles.get(role.name));
+      const sql = await roleStatement(admin, role, roles.get(role.name));
       if (sql) await run(admin, sql);
     }
 
@@ -82,17 +89,20 @@ export async function reconcileCatalog(spec: ComputeSpec, connectTo: ConnectTo):
 async function readRoles(client: pg.Client): Promise<Map<string, ExistingRole>> {
   const { rows } = await client.query<{
     rolname: string; rolpassword: string | null; rolcanlogin: boolean; rolcreatedb: boolean; rolcreaterole: boolean;
-    rolinherit: boolean; rolreplication: boolean; rolbypassrls: boolean; rolconnlimit: number;
+    rolinherit: boolean; rolreplication: boolean; rolbypassrls: boolean; rolconnlimit: number; valid_until_ms: string | null;
   }>(
-    `SELECT rolname, rolpassword, rolcanlogin, rolcreatedb, rolcreaterole, rolinherit, rolreplication, rolbypassrls, rolconnlimit
+    `SELECT rolname, rolpassword, rolcanlogin, rolcreatedb, rolcreaterole, rolinherit, rolreplication, rolbypassrls, rolconnlimit,
+            (extract(epoch FROM rolvaliduntil) * 1000)::text AS valid_until_ms
        FROM pg_catalog.pg_authid`,
   );
   return new Map(rows.map((r) => [r.rolname, {
     password: r.rolpassword,
-    attributes: {
+    flags: {
       login: r.rolcanlogin, createdb: r.rolcreatedb, createrole: r.rolcreaterole, inherit: r.rolinherit,
-      replication: r.rolreplication, bypassrls: r.rolbypassrls, connectionLimit: r.rolconnlimit,
+      replication: r.rolreplication, bypassrls: r.rolbypassrls,
     },
+    connectionLimit: r.rolconnlimit,
+    validUntilMs: r.valid_until_ms === null ? null : Number(r.valid_until_ms),
   }]));
 }
 
@@ -104,32 +114,42 @@ async function readDatabases(client: pg.Client): Promise<Map<string, { owner: st
   return new Map(rows.map((r) => [r.datname, { owner: r.owner, connectionLimit: r.datconnlimit }]));
 }
 
-/** CREATE ROLE, ALTER ROLE with only what differs, or undefined when the role matches. */
-function roleStatement(role: RoleSpec, existing: ExistingRole | undefined): string | undefined {
-  const want = role.attributes;
-  const clauses: string[] = [];
-  const flag = (on: boolean, word: string) => (on ? word : `NO${word}`);
-  const flags: [keyof RoleAttributes, string][] = [
-    ["login", "LOGIN"], ["createdb", "CREATEDB"], ["createrole", "CREATEROLE"],
-    ["inherit", "INHERIT"], ["replication", "REPLICATION"], ["bypassrls", "BYPASSRLS"],
-  ];
-  for (const [key, word] of flags) {
-    if (!existing || existing.attributes[key] !== want[key]) clauses.push(flag(want[key] as boolean, word));
+/**
+ * A new role: `CREATE ROLE name <options> LOGIN PASSWORD …` as Neon renders it
+ * (LOGIN unless the options say NOLOGIN). An existing role: ALTER ROLE with
+ * only the named options and the password that differ, or undefined.
+ */
+async function roleStatement(client: pg.Client, role: RoleSpec, existing: ExistingRole | undefined): Promise<string | undefined> {
+  const password = role.encryptedPassword === null ? "PASSWORD NULL" : `PASSWORD ${literal(role.encryptedPassword)}`;
+  if (!existing) {
+    const login = role.options.login === undefined ? ["LOGIN"] : [];
+    return [`CREATE ROLE ${ident(role.name)}`, ...renderRoleOptions(role.options), ...login, password].join(" ");
   }
-  if (!existing || existing.attributes.connectionLimit !== want.connectionLimit) {
-    clauses.push(`CONNECTION LIMIT ${want.connectionLimit}`);
+  const differing = new Set<string>();
+  for (const flag of roleFlags) {
+    if (role.options[flag] !== undefined && role.options[flag] !== existing.flags[flag]) differing.add(flag);
   }
-  if (!existing || existing.password !== role.encryptedPassword) {
-    clauses.push(role.encryptedPassword === null ? "PASSWORD NULL" : `PASSWORD ${literal(role.encryptedPassword)}`);
+  if (role.options.connectionLimit !== undefined && role.options.connectionLimit !== existing.connectionLimit) differing.add("connectionLimit");
+  if (role.options.validUntil !== undefined && (await validUntilMs(client, role.options.validUntil)) !== existing.validUntilMs) {
+    differing.add("validUntil");
   }
-  if (!existing) return `CREATE ROLE ${ident(role.name)} ${clauses.join(" ")}`;
+  const clauses = renderRoleOptions(role.options, differing);
+  if (existing.password !== role.encryptedPassword) clauses.push(password);
   return clauses.length > 0 ? `ALTER ROLE ${ident(role.name)} ${clauses.join(" ")}` : undefined;
 }
 
+/** A VALID UNTIL value as Postgres reads it (in the session's time zone), in the form readRoles gives. */
+async function validUntilMs(client: pg.Client, timestamp: string): Promise<number> {
+  const { rows } = await client.query<{ ms: string }>("SELECT (extract(epoch FROM $1::timestamptz) * 1000)::text AS ms", [timestamp]);
+  return Number(rows[0]!.ms);
+}
+
+/** `CREATE DATABASE name LC_COLLATE 'C' … OWNER "owner"` as Neon renders it, or ALTERs of what differs. */
 function databaseStatements(db: DatabaseSpec, existing: { owner: string; connectionLimit: number } | undefined): string[] {
   const name = ident(db.name);
   if (!existing) {
-    return [`CREATE DATABASE ${name} OWNER ${ident(db.owner)} CONNECTION LIMIT ${db.connectionLimit}`];
+    const limit = db.connectionLimit === -1 ? [] : [`CONNECTION LIMIT ${db.connectionLimit}`];
+    return [[`CREATE DATABASE ${name}`, ...db.createOptions.map(renderDatabaseOption), `OWNER ${ident(db.owner)}`, ...limit].join(" ")];
   }
   const statements: string[] = [];
   if (existing.owner !== db.owner) statements.push(`ALTER DATABASE ${name} OWNER TO ${ident(db.owner)}`);

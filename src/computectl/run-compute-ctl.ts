@@ -3,7 +3,7 @@ import { ComputeCtlService } from "../../gen/pgmesh/computectl/v1/compute_ctl_pb
 import { serviceOf, startServer, type ServerAuth, type ServerHandle } from "../server/index.js";
 import { Compute } from "./compute.js";
 import { compileComputeCtlOptions, type ComputeCtlOptions } from "./compute-ctl-options.js";
-import { createComputeCtlService } from "./compute-ctl-service.js";
+import { createComputeCtlService, logSpecWarnings } from "./compute-ctl-service.js";
 import type { ComputeExtensions } from "./compute-extensions.js";
 import { createComputeMetrics } from "./compute-metrics.js";
 
@@ -41,12 +41,13 @@ export async function runComputeCtl(options: RunComputeCtlOptions): Promise<Comp
   const server = await startServer({
     host: options.host ?? "127.0.0.1",
     port: options.port ?? 7103,
-    services: [serviceOf({ service: ComputeCtlService, impl: createComputeCtlService(compute) })],
+    services: [serviceOf({ service: ComputeCtlService, impl: createComputeCtlService(compute, options.logger) })],
     auth: options.auth,
     logger: options.logger,
     metrics,
     ...(options.extensions ? { fallback: options.extensions.httpHandler, httpRoutes: ["/extension_server/"] } : {}),
   });
+  if (options.spec) logSpecWarnings(options.spec, options.logger);
   compute.begin(`${loopbackFor(server.address.host)}:${server.address.port}`);
   let closing: Promise<void> | undefined;
   return {
