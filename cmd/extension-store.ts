@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { createClient } from "@connectrpc/connect";
 import { ExtensionStoreService } from "../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
-import { loadVerifyKeySet } from "../src/auth/index.js";
+import { KeyFileError, loadVerifyKeySet } from "../src/auth/index.js";
 import { blobStoreOptionsFromEnv, openBlobStore, removeOrphanedSpoolFiles } from "../src/blob/index.js";
 import {
   compileServiceConfig,
@@ -22,7 +22,7 @@ import {
   ExtensionStore,
   extensionStoreRegistration,
   ExtensionStoreOptionsError,
-  resolveDownloadSigningKey,
+  resolveDownloadKeySet,
 } from "../src/extstore/index.js";
 import { createClientTransport, createLogger, loadServerAuth, shutdownOnSignal, startServer } from "../src/server/index.js";
 import { resolve } from "node:path";
@@ -32,7 +32,7 @@ const flags = defineFlags({
   "signing-key": {
     type: "string",
     valueName: "FILE",
-    help: "Ed25519 PKCS#8 PEM key that signs download tokens (default with file:// storage: <dir>/download-keys/signing-key.pem, generated if absent; required with s3://)",
+    help: "Keys of download tokens, the same file on every replica: a PKCS#8 PEM Ed25519 key, or a key set (JWKS JSON or concatenated PEM keys) whose last private key signs and all of whose keys verify, for rotation (default with file:// storage: <dir>/download-keys/signing-key.pem, generated if absent; required with s3://)",
   },
   "spool-dir": { type: "string", valueName: "DIR", help: "Where publishes are spooled and validated before they are stored (default: the OS temp dir)" },
   "max-bundle-bytes": { type: "number", default: 1024 * 1024 * 1024, help: "Largest bundle PublishExtension accepts, in bytes" },
@@ -105,7 +105,11 @@ if (values.upstream !== undefined) {
   logger.info({ upstream: values.upstream, cacheDir: values.cacheDir, cacheBytes: values.cacheBytes, ...cache.stats() }, "cache mode");
 } else {
   try {
-    const signingKey = await resolveDownloadSigningKey({ signingKeyPath: values.signingKey, storageUrl: config.storageUrl, logger });
+    const { signingKey, verifyKeys } = await resolveDownloadKeySet({
+      signingKeyPath: values.signingKey,
+      storageUrl: config.storageUrl,
+      logger,
+    });
     const blobs = await openBlobStore(config.storageUrl, {
       ...blobStoreOptionsFromEnv(process.env),
       s3ConditionalWrites: config.s3ConditionalWrites,
@@ -113,6 +117,7 @@ if (values.upstream !== undefined) {
     const options = {
       blobs,
       signingKey,
+      verifyKeys,
       logger,
       maxBundleBytes: values.maxBundleBytes,
       maxFileBytes: values.maxFileBytes,
@@ -124,7 +129,7 @@ if (values.upstream !== undefined) {
     await removeOrphanedSpoolFiles(compileExtensionStoreOptions(options).spoolDir);
     registration = extensionStoreRegistration(new ExtensionStore(options));
   } catch (error) {
-    if (error instanceof DownloadSigningKeyError || error instanceof ExtensionStoreOptionsError) {
+    if (error instanceof DownloadSigningKeyError || error instanceof ExtensionStoreOptionsError || error instanceof KeyFileError) {
       process.stderr.write(`extension-store: ${error.message}\n`);
       process.exit(2);
     }

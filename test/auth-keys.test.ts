@@ -11,6 +11,7 @@ import {
   generateKeyFiles,
   KeyFileError,
   loadSigningKey,
+  loadSigningKeySet,
   loadVerifyKeySet,
   parseVerifyKeySet,
   requireEndpointAccess,
@@ -105,6 +106,32 @@ describe("verify key sets", () => {
     await expect(parseVerifyKeySet(JSON.stringify({ keys: [jwk] }), "priv.jwks")).rejects.toThrow(
       "key k1 is a private key; give the public key only",
     );
+  });
+});
+
+describe("signing key sets", () => {
+  it("signs with the last private key of a JWKS and verifies with every key, by the kids it names", async () => {
+    const [older, newest, retired] = [newKey(), newKey(), newKey()].map(({ privateKey }) => privateKey.export({ format: "jwk" }));
+    const { d: _retiredPrivate, ...retiredPublic } = retired!;
+    const path = join(dir, "set.jwks.json");
+    const keys = [
+      { ...retiredPublic, kid: "k0" },
+      { ...older, kid: "k1" },
+      { ...newest, kid: "k2" },
+    ];
+    await writeFile(path, JSON.stringify({ keys }));
+    const set = await loadSigningKeySet(path);
+    expect(set.signingKey.kid).toBe("k2");
+    expect(set.verifyKeys.map((key) => key.kid)).toEqual(["k0", "k1", "k2"]);
+    const token = await signToken(set.signingKey, { scope: "admin" }, { ttlSec: 60 });
+    expect(await createTokenVerifier({ keys: set.verifyKeys }).verify(token)).toMatchObject({ scope: "admin" });
+  });
+
+  it("refuses a key set without a private key to sign with", async () => {
+    const path = join(dir, "public-only.pem");
+    await writeFile(path, newKey().publicKey.export({ format: "pem", type: "spki" }));
+    await expect(loadSigningKeySet(path)).rejects.toThrow(KeyFileError);
+    await expect(loadSigningKeySet(path)).rejects.toThrow("holds no private key to sign with");
   });
 });
 

@@ -1,10 +1,12 @@
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { decodeProtectedHeader } from "jose";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ExtensionStoreService, ReviewDecision, ReviewState } from "../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
 import { generateKeyFiles, type KeyFiles } from "../src/auth/index.js";
 import { createClientTransport } from "../src/server/index.js";
-import { publicHeader, publishRequests } from "./fixtures/extstore/extstore-harness.js";
+import { collectDownload, publicHeader, publishRequests, sha256Of } from "./fixtures/extstore/extstore-harness.js";
 import { rawTar, validBundleEntries } from "./fixtures/extstore/raw-tar.js";
 import { replicaEnvironment, type SharedStore } from "./helpers/replica-environment.js";
 import { spawnServiceProcess, type ServiceProcess } from "./helpers/service-process.js";
@@ -68,5 +70,53 @@ describe.each(environment.stores)("two ExtensionStore replicas on $name", (store
     expect(versions).toHaveLength(1);
     expect(versions[0]!.publishTime).toEqual(results[0]!.extension!.publishTime);
     expect(versions[0]!.reviewState).toBe(ReviewState.PENDING);
+  });
+});
+
+describe("download tokens across two ExtensionStore replicas on one s3rver bucket", () => {
+  /** Writes a key set file of these PEM files (private keys sign, the last one newest; public keys only verify). */
+  async function keySetFile(name: string, pems: readonly string[]): Promise<string> {
+    const path = join(environment.work(), `${name}.pem`);
+    await writeFile(path, (await Promise.all(pems.map((pem) => readFile(pem, "utf8")))).join(""));
+    return path;
+  }
+
+  it("verify a token of the old key at a replica that gained the new one, and keep old tokens valid through a rotation until the old key is removed", async () => {
+    const [key1, key2] = await Promise.all(["key-1", "key-2"].map((dir) => generateKeyFiles(join(environment.work(), dir))));
+    const { url, env } = environment.stores[1]!.location("rotation");
+    const start = async (keySet: string) =>
+      spawnServiceProcess("extension-store", ["--storage", url, "--auth-keys", environment.keys().jwksPath, "--signing-key", keySet], env);
+    let a = await start(await keySetFile("a-key-1", [key1!.privateKeyPath]));
+    const b = await start(await keySetFile("b-gained-key-2", [key1!.privateKeyPath, key2!.publicKeyPath]));
+    let [atA, atB] = await adminClients([a, b]);
+    const { extension } = await atA!.publishExtension(publishRequests(publicHeader("rotated"), bundleOf("rotated")));
+    const { sha256 } = extension!;
+    await atB!.reviewExtension({ name: "rotated", sha256, decision: ReviewDecision.APPROVE });
+    const request = { tenantId: "t1", endpointId: "ep1", sha256: [sha256] };
+    const download = (client: StoreClient, downloadToken: string) =>
+      collectDownload(client.downloadBundle({ sha256, downloadToken })).then((got) => sha256Of(got.bytes));
+
+    const signedWithKey1 = (await atA!.issueDownloadToken(request)).token;
+    expect(decodeProtectedHeader(signedWithKey1).kid).toBe(key1!.kid);
+    expect(await download(atB!, signedWithKey1)).toBe(sha256);
+
+    // Rotation: A signs with key 2, keeping key 1 to verify tokens in flight.
+    await a.kill();
+    a = await start(await keySetFile("a-rotated", [key1!.publicKeyPath, key2!.privateKeyPath]));
+    [atA] = await adminClients([a]);
+    const signedWithKey2 = (await atA!.issueDownloadToken(request)).token;
+    expect(decodeProtectedHeader(signedWithKey2).kid).toBe(key2!.kid);
+    expect(await download(atB!, signedWithKey2)).toBe(sha256);
+    expect(await download(atA!, signedWithKey1)).toBe(sha256);
+
+    // Key 1 removed: its tokens are refused, key 2's still work.
+    await a.kill();
+    a = await start(await keySetFile("a-key-2", [key2!.privateKeyPath]));
+    [atA] = await adminClients([a]);
+    const refused = await download(atA!, signedWithKey1).catch((error: unknown) => ConnectError.from(error));
+    expect(refused).toBeInstanceOf(ConnectError);
+    expect((refused as ConnectError).code).toBe(Code.Unauthenticated);
+    expect((refused as ConnectError).message).toContain(`signed with key "${key1!.kid}", which this extension store does not know`);
+    expect(await download(atA!, signedWithKey2)).toBe(sha256);
   });
 });

@@ -25,5 +25,6 @@ export {
   type TokenVerifier,
   type TokenVerifierOptions,
 } from "./token-verifier.js";
+export { loadSigningKeySet, type SigningKeySet } from "./signing-key-set.js";
 export { loadVerifyKeySet, parseVerifyKeySet, type VerifyKey, type VerifyKeySet } from "./verify-key-set.js";
 export { runTokenCommand } from "./token-command.js";

@@ -47,7 +47,8 @@ export async function parseVerifyKeySet(text: string, source: string): Promise<V
   return { keys };
 }
 
-function parseJwks(text: string, source: string): JWK[] {
+/** The keys of a JWKS JSON document (`{"keys": [...]}`), unchecked; `source` names it in errors. */
+export function parseJwks(text: string, source: string): JWK[] {
   let doc: unknown;
   try {
     doc = JSON.parse(text);

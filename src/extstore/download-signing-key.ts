@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
-import { ensureDevKeys, loadSigningKey, type SigningKey } from "../auth/index.js";
+import { ensureDevKeys, loadSigningKeySet, type SigningKeySet } from "../auth/index.js";
 
 /** Why the store has no key to sign download tokens with. */
 export class DownloadSigningKeyError extends Error {
@@ -9,25 +9,30 @@ export class DownloadSigningKeyError extends Error {
 }
 
 /**
- * The store's download-token key: --signing-key FILE when given; else, on a
- * file:// store, `<dir>/download-keys/signing-key.pem`, generated (with its
- * public half, public-keys.jwks.json, for cache nodes' --download-keys) when
- * absent. An s3:// store needs --signing-key: replicas must share one key.
+ * The store's download-token keys: the key set in --signing-key FILE when
+ * given (its newest private key signs, all its keys verify: see
+ * loadSigningKeySet); else, on a file:// store, the one key
+ * `<dir>/download-keys/signing-key.pem`, generated (with its public half,
+ * public-keys.jwks.json, for cache nodes' --download-keys) when absent. An
+ * s3:// store needs --signing-key: replicas must share the keys.
  */
-export async function resolveDownloadSigningKey(options: {
+export async function resolveDownloadKeySet(options: {
   readonly signingKeyPath: string | undefined;
   readonly storageUrl: string;
   readonly logger: Logger;
-}): Promise<SigningKey> {
+}): Promise<SigningKeySet> {
   const { signingKeyPath, storageUrl, logger } = options;
   if (signingKeyPath !== undefined) {
-    const key = await loadSigningKey(signingKeyPath);
-    logger.info({ signingKey: signingKeyPath, kid: key.kid }, "signing download tokens with --signing-key");
-    return key;
+    const keySet = await loadSigningKeySet(signingKeyPath);
+    logger.info(
+      { signingKey: signingKeyPath, kid: keySet.signingKey.kid, verifyKids: keySet.verifyKeys.map((key) => key.kid) },
+      "signing download tokens with the newest key of --signing-key, verifying with all of its keys",
+    );
+    return keySet;
   }
   if (!storageUrl.startsWith("file://")) {
     throw new DownloadSigningKeyError(
-      `--storage ${storageUrl} is not a local directory, so there is nowhere to keep a generated key; give --signing-key FILE (an Ed25519 PKCS#8 PEM, e.g. from pgmesh-token keygen), the same on every replica`,
+      `--storage ${storageUrl} is not a local directory, so there is nowhere to keep a generated key; give --signing-key FILE (an Ed25519 PKCS#8 PEM, e.g. from pgmesh-token keygen, or a key set), the same on every replica`,
     );
   }
   const dir = join(fileURLToPath(storageUrl), "download-keys");
@@ -36,5 +41,5 @@ export async function resolveDownloadSigningKey(options: {
     { signingKey: files.privateKeyPath, downloadKeys: files.jwksPath, kid: files.kid },
     "no --signing-key given: signing download tokens with the key in the storage directory (generated if it was absent); give cache nodes its public key file as --download-keys",
   );
-  return loadSigningKey(files.privateKeyPath);
+  return loadSigningKeySet(files.privateKeyPath);
 }

@@ -2,6 +2,7 @@ import { tmpdir } from "node:os";
 import type { Logger } from "pino";
 import type { SigningKey } from "../auth/index.js";
 import type { BlobStore } from "../blob/index.js";
+import { verifyKeyOf, type DownloadVerifyKey } from "./download-token.js";
 import type { BundleLimits } from "./inspect-bundle.js";
 
 const mib = 1024 * 1024;
@@ -9,8 +10,13 @@ const mib = 1024 * 1024;
 export interface ExtensionStoreOptions {
   /** Where bundles and every record live (local directory or S3). */
   readonly blobs: BlobStore;
-  /** The store's own Ed25519 key that signs download tokens. */
+  /** The store's own Ed25519 key that signs download tokens (the newest of its key set). */
   readonly signingKey: SigningKey;
+  /**
+   * Every key whose download tokens verify here (the whole key set, older and
+   * newer keys of a rotation); the signing key verifies in any case.
+   */
+  readonly verifyKeys?: readonly DownloadVerifyKey[];
   readonly logger: Logger;
   /** Local directory for publish spool files (default: the OS temp dir). */
   readonly spoolDir?: string;
@@ -37,6 +43,7 @@ export interface ExtensionStoreOptions {
 export interface CompiledExtensionStoreOptions {
   readonly blobs: BlobStore;
   readonly signingKey: SigningKey;
+  readonly verifyKeys: readonly DownloadVerifyKey[];
   readonly logger: Logger;
   readonly spoolDir: string;
   readonly limits: BundleLimits;
@@ -77,6 +84,10 @@ export function compileExtensionStoreOptions(options: ExtensionStoreOptions): Co
   return {
     blobs: options.blobs,
     signingKey: options.signingKey,
+    verifyKeys: [
+      verifyKeyOf(options.signingKey),
+      ...(options.verifyKeys ?? []).filter((key) => key.kid !== options.signingKey.kid),
+    ],
     logger: options.logger,
     spoolDir: options.spoolDir ?? tmpdir(),
     limits: {

@@ -51,8 +51,6 @@ import {
   requireNamedBundle,
   signDownloadToken,
   verifyDownloadToken,
-  verifyKeyOf,
-  type DownloadVerifyKey,
 } from "./download-token.js";
 import { ExtensionCatalog } from "./extension-catalog.js";
 import { checkExtensionName, checkPgMajor, checkSha256, checkTenantId } from "./extension-ids.js";
@@ -82,13 +80,11 @@ export type Caller = Claims | undefined;
 export class ExtensionStore {
   readonly options: CompiledExtensionStoreOptions;
   private readonly catalog: ExtensionCatalog;
-  private readonly verifyKeys: readonly DownloadVerifyKey[];
   private readonly spoolSweeper: SpoolSweeper;
 
   constructor(options: ExtensionStoreOptions) {
     this.options = compileExtensionStoreOptions(options);
     this.catalog = new ExtensionCatalog(this.options.blobs);
-    this.verifyKeys = [verifyKeyOf(this.options.signingKey)];
     this.spoolSweeper = new SpoolSweeper(this.options.spoolDir);
   }
 
@@ -327,7 +323,7 @@ export class ExtensionStore {
    */
   async *download(request: DownloadBundleRequest, signal?: AbortSignal): AsyncGenerator<DownloadBundleResponse> {
     const sha256 = checkSha256(request.sha256);
-    const claims = await verifyDownloadToken(request.downloadToken, this.verifyKeys, this.options.now());
+    const claims = await verifyDownloadToken(request.downloadToken, this.options.verifyKeys, this.options.now());
     requireNamedBundle(claims.bundles, sha256);
     const entry = await this.catalog.findBySha256(sha256);
     if (entry === undefined) throw new ConnectError(`no bundle with sha256 ${sha256} is published`, Code.NotFound);

@@ -29,7 +29,7 @@ export { bundleKey } from "./bundle-keys.js";
 export { BundleCache, type BundleCacheOptions, type BundleCacheStats } from "./bundle-cache.js";
 export { bundleCacheMetrics } from "./bundle-cache-metrics.js";
 export { bundleCacheRegistration } from "./bundle-cache-service.js";
-export { DownloadSigningKeyError, resolveDownloadSigningKey } from "./download-signing-key.js";
+export { DownloadSigningKeyError, resolveDownloadKeySet } from "./download-signing-key.js";
 export { writeDeterministicTar, type BundleFile } from "./deterministic-tar.js";
 export { PackError, packSourceFromDeb, packSourceFromPgConfig, type PackSource } from "./pack-sources.js";
 export { packExtension, publishBundleFile, type PackedBundle, type PublishHeaderFields } from "./pack-extension.js";
