@@ -295,6 +295,32 @@ describe("WalRedo service", () => {
     });
   });
 
+  it("keeps a tenant's retry process for its later retries instead of leaking it and starting another", async () => {
+    await withWalRedoHarness({}, async (harness) => {
+      /** A request whose process is killed while it works on it: answered by the retry. */
+      const answerAfterAKill = async (c: PageCase): Promise<void> => {
+        const [shared] = harness.pool.pids.filter((p) => p !== retry);
+        const tree = await processTree([shared!]);
+        for (const pid of tree) process.kill(pid, "SIGSTOP");
+        const answered = harness.client.redoPage(unary(pageCaseRequest(workload, c, { tenantId: "tenant-r" })));
+        await eventually(() => harness.pool.stats.inFlight === 1);
+        for (const pid of tree) process.kill(pid, "SIGKILL");
+        const { page } = await answered;
+        expect(maskPage(c.relation.kind, page, c.blockNumber).equals(maskPage(c.relation.kind, c.finalPage, c.blockNumber))).toBe(true);
+        await eventually(() => !harness.pool.pids.includes(shared!));
+      };
+      let retry: number | undefined;
+      await harness.client.ping({ tenantId: "tenant-r", pgMajor: 15 });
+      await answerAfterAKill(cases[0]!);
+      expect(harness.pool.stats).toMatchObject({ processes: 1, tenants: 1, spawns: 2 });
+      [retry] = harness.pool.pids;
+      await harness.client.ping({ tenantId: "tenant-r", pgMajor: 15 });
+      await answerAfterAKill(cases[1]!);
+      expect(harness.pool.stats).toMatchObject({ processes: 1, tenants: 1, spawns: 3 });
+      expect(harness.pool.pids).toEqual([retry]);
+    });
+  });
+
   it("starts more processes for a tenant under load, up to the per-tenant bound", async () => {
     await withWalRedoHarness({ pipelineDepth: 1, maxProcessesPerTenant: 3 }, async (harness) => {
       let most = 0;

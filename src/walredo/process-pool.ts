@@ -31,6 +31,12 @@ interface TenantLane {
   /** The retry process: runs one retried request at a time, so a crash blames exactly that request. */
   solo: Slot | undefined;
   soloQueue: Promise<unknown>;
+  /** Retried requests queued or running; the lane stays in the pool while there are any. */
+  soloRuns: number;
+}
+
+function laneKey(tenantId: string, pgMajor: number): string {
+  return `${tenantId}\u0000${pgMajor}`;
 }
 
 /** Why one attempt on a process failed (the process is gone either way). */
@@ -109,7 +115,8 @@ export class RedoProcessPool {
       this.logger(lane).warn({ tag, reason: err.message }, "walredo request failed; retrying once on a fresh process");
     }
     try {
-      return await this.runSolo(lane, tag, (slot) => this.attempt(slot, request));
+      // The lane as the pool has it now: the failed process may have been its last, and the lane gone with it.
+      return await this.runSolo(this.lane(tenantId, request.pgMajor), tag, (slot) => this.attempt(slot, request));
     } catch (err) {
       if (!(err instanceof AttemptFailure)) throw err;
       this.ensureOpen(tenantId);
@@ -152,10 +159,10 @@ export class RedoProcessPool {
 
   private lane(tenantId: string, pgMajor: number): TenantLane {
     this.ensureOpen(tenantId);
-    const key = `${tenantId}\u0000${pgMajor}`;
+    const key = laneKey(tenantId, pgMajor);
     let lane = this.lanes.get(key);
     if (!lane) {
-      lane = { tenantId, pgMajor, shared: [], spawning: undefined, solo: undefined, soloQueue: Promise.resolve() };
+      lane = { tenantId, pgMajor, shared: [], spawning: undefined, solo: undefined, soloQueue: Promise.resolve(), soloRuns: 0 };
       this.lanes.set(key, lane);
     }
     return lane;
@@ -200,6 +207,7 @@ export class RedoProcessPool {
     lane.spawning = spawning;
     const done = (): void => {
       lane.spawning = undefined;
+      this.dropIfEmpty(lane);
     };
     spawning.then(done, done);
     return spawning;
@@ -212,10 +220,14 @@ export class RedoProcessPool {
   }
 
   private runSolo<T>(lane: TenantLane, tag: BufferTag, work: (slot: Slot) => Promise<T>): Promise<T> {
+    lane.soloRuns++;
     const run = lane.soloQueue.then(async () => {
       if (lane.solo) return work(this.claim(lane.solo));
       lane.solo = await this.spawn(lane, tag, false);
       return work(lane.solo);
+    }).finally(() => {
+      lane.soloRuns--;
+      this.dropIfEmpty(lane);
     });
     lane.soloQueue = run.catch(() => undefined);
     return run;
@@ -322,8 +334,14 @@ export class RedoProcessPool {
     const i = lane.shared.indexOf(slot);
     if (i >= 0) lane.shared.splice(i, 1);
     if (lane.solo === slot) lane.solo = undefined;
-    if (lane.shared.length === 0 && !lane.solo && !lane.spawning) {
-      this.lanes.delete(`${lane.tenantId}\u0000${lane.pgMajor}`);
+    this.dropIfEmpty(lane);
+  }
+
+  /** Removes a lane that has no process, spawns none and has no retried request. */
+  private dropIfEmpty(lane: TenantLane): void {
+    const key = laneKey(lane.tenantId, lane.pgMajor);
+    if (lane.shared.length === 0 && !lane.solo && !lane.spawning && lane.soloRuns === 0 && this.lanes.get(key) === lane) {
+      this.lanes.delete(key);
     }
   }
 
