@@ -257,6 +257,10 @@ describe.each<Backend>(["local", "s3"])("ExtensionStore on the %s blob store", (
       await refusedWithoutChange(() => token("tenant-a", [sha256]), Code.PermissionDenied, /no grant/);
     });
 
+    it("refuses a tenant id that Epufs and walredo would refuse too (the shared id rule)", async () => {
+      await refusedWithoutChange(() => h.controlPlane.grantExtension({ name: "alpha", tenantId: "acme.prod" }), Code.InvalidArgument, /tenant_id "acme\.prod" is not valid/);
+    });
+
     it("refuses a grant of an unknown extension (NOT_FOUND) and grants by a compute token", async () => {
       await refusedWithoutChange(() => h.controlPlane.grantExtension({ name: "nosuch", tenantId: "t" }), Code.NotFound);
       await refusedWithoutChange(() => h.compute.grantExtension({ name: "alpha", tenantId: "t" }), Code.PermissionDenied);

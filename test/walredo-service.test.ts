@@ -147,7 +147,7 @@ describe("WalRedo service", () => {
       unknownRmgr[17] = 99;
       const random = Uint8Array.from({ length: 300 }, (_, i) => (i * 7919 + 13) & 0xff);
       const cases_: [bigint, RedoRequest, RegExp][] = [
-        [1n, pageCaseRequest(workload, c, { requestId: 1n, tenantId: "bad tenant!" }), /tenant_id "bad tenant!" is invalid/],
+        [1n, pageCaseRequest(workload, c, { requestId: 1n, tenantId: "bad tenant!" }), /tenant_id "bad tenant!" is not valid: use 1 to 64 letters/],
         [2n, { ...pageCaseRequest(workload, c, { requestId: 2n }), pgMajor: 14 }, /pg_major 14 is not served here; supported: 15/],
         [3n, pageCaseRequest(workload, c, { requestId: 3n, baseImage: new Uint8Array(100) }), /base_image of .* has 100 bytes; a page has exactly 8192/],
         [4n, pageCaseRequest(workload, c, { requestId: 4n, records: [...c.records].reverse() }), /records\[1\]\.end_lsn .* is not after the previous record's/],

@@ -1,4 +1,4 @@
-import { timelineIdPattern } from "../timeline/index.js";
+import { resourceIdProblem } from "../ids/index.js";
 import { parseDatabaseOptions, parseRoleOptions, type DatabaseOption, type RoleOptions } from "./catalog-options.js";
 import { JsonReader } from "./json-reader.js";
 import { dropNeonOnlySettings } from "./neon-only-settings.js";
@@ -159,11 +159,13 @@ export function parseComputeSpec(value: unknown): ComputeSpec {
     endpointStorage: parseEndpointStorage(root, fromSettings),
     ...parsePgmesh(root.field("pgmesh")),
   };
+  for (const [id, value] of [["tenant_id", spec.tenantId], ["timeline_id", spec.timelineId], ["endpoint_id", spec.endpointId]] as const) {
+    const problem = value === undefined ? undefined : resourceIdProblem(value);
+    if (problem) root.field(id).fail(`${JSON.stringify(value)} ${problem}`);
+  }
   if (spec.baseData.source === "timeline") {
     for (const [id, value] of [["tenant_id", spec.tenantId], ["timeline_id", spec.timelineId]] as const) {
-      const reader = root.field(id);
-      if (value === undefined) return reader.fail('is required when pgmesh.base_data.source is "timeline" (it names the durable timeline)');
-      if (!timelineIdPattern.test(value)) reader.fail('must be 1 to 64 letters, digits, "_" or "-" (a timeline id)');
+      if (value === undefined) root.field(id).fail('is required when pgmesh.base_data.source is "timeline" (it names the durable timeline)');
     }
   }
   if (spec.endpointStorage) {

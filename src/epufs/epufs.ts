@@ -9,7 +9,8 @@ import {
   type BlobInfo,
   type BlobStore,
 } from "../blob/index.js";
-import { describeEndpoint, validateEndpointRef, validateId, type EndpointIds } from "./endpoint-ref.js";
+import { checkResourceId } from "../ids/index.js";
+import { describeEndpoint, validateEndpointRef, type EndpointIds } from "./endpoint-ref.js";
 import { endpointArchive } from "./endpoint-archive.js";
 import {
   endpointPrefix,
@@ -245,15 +246,15 @@ export class Epufs {
   }
 
   async deleteTimeline(claims: Claims | undefined, tenantId: string, timelineId: string): Promise<DeletedFiles> {
-    validateId("tenant_id", tenantId);
-    validateId("timeline_id", timelineId);
+    checkResourceId("tenant_id", tenantId);
+    checkResourceId("timeline_id", timelineId);
     requireScope(claims, "control_plane");
     requireResourceAccess(claims, { tenantId, timelineId });
     return this.deletePrefix(timelinePrefix(tenantId, timelineId));
   }
 
   async deleteTenant(claims: Claims | undefined, tenantId: string): Promise<DeletedFiles> {
-    validateId("tenant_id", tenantId);
+    checkResourceId("tenant_id", tenantId);
     requireScope(claims, "control_plane");
     requireTenantAccess(claims, tenantId);
     return this.deletePrefix(tenantPrefix(tenantId));

@@ -15,7 +15,7 @@ import {
 } from "../../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
 import { maxChunkBytes, splitChunks } from "../server/index.js";
 import { requireNamedBundle, verifyDownloadToken, type DownloadVerifyKey } from "./download-token.js";
-import { checkSha256 } from "./extension-ids.js";
+import { checkSha256 } from "./check-sha256.js";
 import { UpstreamFetch } from "./upstream-fetch.js";
 
 export interface BundleCacheOptions {

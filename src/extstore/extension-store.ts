@@ -53,7 +53,8 @@ import {
   verifyDownloadToken,
 } from "./download-token.js";
 import { ExtensionCatalog } from "./extension-catalog.js";
-import { checkExtensionName, checkPgMajor, checkSha256, checkTenantId } from "./extension-ids.js";
+import { checkExtensionName, checkPgMajor, checkResourceId } from "../ids/index.js";
+import { checkSha256 } from "./check-sha256.js";
 import { BundleRejectedError } from "./extension-store-errors.js";
 import {
   compileExtensionStoreOptions,
@@ -218,7 +219,7 @@ export class ExtensionStore {
   async grant(request: GrantExtensionRequest, caller: Caller): Promise<GrantExtensionResponse> {
     requireScope(caller, "control_plane");
     const name = checkExtensionName(request.name);
-    const tenantId = checkTenantId(request.tenantId);
+    const tenantId = checkResourceId("tenant_id", request.tenantId);
     if (!(await this.catalog.extensionExists(name))) {
       throw new ConnectError(`extension "${name}" has no published bundle; publish it before granting it`, Code.NotFound);
     }
@@ -233,7 +234,7 @@ export class ExtensionStore {
   async revoke(request: RevokeExtensionRequest, caller: Caller): Promise<RevokeExtensionResponse> {
     requireScope(caller, "control_plane");
     const name = checkExtensionName(request.name);
-    const tenantId = checkTenantId(request.tenantId);
+    const tenantId = checkResourceId("tenant_id", request.tenantId);
     const revoked = await this.catalog.deleteGrant(name, tenantId);
     if (revoked) this.options.logger.info({ extension: name, tenant: tenantId }, "extension grant revoked");
     return create(RevokeExtensionResponseSchema, { revoked });
@@ -244,7 +245,7 @@ export class ExtensionStore {
     requireScope(caller, "control_plane");
     const filter = {
       ...(request.name !== "" ? { name: checkExtensionName(request.name) } : {}),
-      ...(request.tenantId !== "" ? { tenantId: checkTenantId(request.tenantId) } : {}),
+      ...(request.tenantId !== "" ? { tenantId: checkResourceId("tenant_id", request.tenantId) } : {}),
     };
     const grants = await this.catalog.listGrants(filter);
     return create(ListGrantsResponseSchema, { grants: grants.map(toGrant) });
@@ -255,7 +256,7 @@ export class ExtensionStore {
     requireScope(caller, "control_plane");
     const index = await buildComputeIndex(
       this.catalog,
-      checkTenantId(request.tenantId),
+      checkResourceId("tenant_id", request.tenantId),
       checkPgMajor(request.pgMajor),
     );
     return create(GetComputeIndexResponseSchema, {
@@ -278,7 +279,7 @@ export class ExtensionStore {
     requireScope(caller, "control_plane");
     const index = await buildComputeIndex(
       this.catalog,
-      checkTenantId(request.tenantId),
+      checkResourceId("tenant_id", request.tenantId),
       checkPgMajor(request.pgMajor),
     );
     return create(ExportRemoteExtensionsResponseSchema, { remoteExtensionsJson: remoteExtensionsJson(index) });
@@ -287,7 +288,7 @@ export class ExtensionStore {
   /** IssueDownloadToken (control_plane): only approved bundles the tenant may use. */
   async issueDownloadToken(request: IssueDownloadTokenRequest, caller: Caller): Promise<IssueDownloadTokenResponse> {
     requireScope(caller, "control_plane");
-    const tenantId = checkTenantId(request.tenantId);
+    const tenantId = checkResourceId("tenant_id", request.tenantId);
     if (request.endpointId === "") {
       throw new ConnectError("endpoint_id is required: the endpoint the token is for", Code.InvalidArgument);
     }

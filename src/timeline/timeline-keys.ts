@@ -1,3 +1,5 @@
+import { resourceIdPattern } from "../ids/index.js";
+
 /*
  * The durable layout of timelines under a store's root or prefix:
  *
@@ -33,8 +35,8 @@ export interface SnapshotName {
   readonly generation: number;
 }
 
-/** Tenant and timeline ids: 1 to 64 of [A-Za-z0-9_-] (Neon's 32-hex ids fit). */
-export const timelineIdPattern = /^[A-Za-z0-9_-]{1,64}$/;
+/** Tenant and timeline ids: the rule every service shares. */
+export const timelineIdPattern = resourceIdPattern;
 
 const walChunkPattern = /^([0-9A-F]{16})-([0-9A-F]{16})-g(\d{10})-([0-9a-f]{16})$/;
 const snapshotPattern = /^([0-9A-F]{16})-g(\d{10})\.json$/;

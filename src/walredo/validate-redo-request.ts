@@ -6,7 +6,7 @@ import {
   encodeRedoRequest, formatBufferTag, MAX_FORK_NUMBER, MAX_REDO_BLOCK_NUMBER, PAGE_SIZE, type BufferTag,
 } from "./redo-protocol.js";
 import type { CompiledWalRedoOptions } from "./walredo-options.js";
-import { quoteInput } from "../errors/index.js";
+import { checkResourceId } from "../ids/index.js";
 
 /** The fields shared by RedoRequest and RedoPageRequest. */
 export interface RedoRequestFields {
@@ -26,8 +26,6 @@ export interface ValidRedoRequest {
   readonly frames: Uint8Array;
 }
 
-const TENANT_ID = /^[A-Za-z0-9_-]{1,64}$/;
-
 /** Resource managers whose records change relation pages through their block references (all of their records). */
 const PAGE_RMGRS = new Set(["Heap", "Btree", "Hash", "Gin", "Gist", "Sequence", "SPGist", "BRIN", "Generic"]);
 const XLR_INFO_MASK = 0x0f;
@@ -44,13 +42,6 @@ const PG_PAGE_LAYOUT_VERSION = 4;
 
 function invalid(message: string): ConnectError {
   return new ConnectError(message, Code.InvalidArgument);
-}
-
-/** INVALID_ARGUMENT unless tenantId is 1..64 of [A-Za-z0-9_-]. */
-export function checkTenantId(tenantId: string): void {
-  if (!TENANT_ID.test(tenantId)) {
-    throw invalid(`tenant_id ${quoteInput(tenantId)} is invalid; use 1 to 64 characters of A-Z a-z 0-9 _ -`);
-  }
 }
 
 /** INVALID_ARGUMENT unless the service serves this Postgres major. */
@@ -149,7 +140,7 @@ function checkRecord(r: WalRecordMessage, i: number, tag: BufferTag, where: stri
  * Throws ConnectError INVALID_ARGUMENT naming the field.
  */
 export function validateRedoRequest(fields: RedoRequestFields, options: CompiledWalRedoOptions): ValidRedoRequest {
-  checkTenantId(fields.tenantId);
+  checkResourceId("tenant_id", fields.tenantId);
   checkPgMajor(fields.pgMajor, options);
   if (!fields.tag) throw invalid("tag is missing; name the block to reconstruct (spc_oid, db_oid, rel_number, fork, block_number)");
   const fork = fields.tag.fork as number;

@@ -5,7 +5,8 @@ import {
 } from "../../gen/pgmesh/walredo/v1/walredo_pb.js";
 import { requireClaims, requireScope } from "../auth/index.js";
 import { resolveUnprivilegedUser } from "../pg/index.js";
-import { checkPgMajor, checkTenantId, validateRedoRequest, type RedoRequestFields } from "./validate-redo-request.js";
+import { checkResourceId } from "../ids/index.js";
+import { checkPgMajor, validateRedoRequest, type RedoRequestFields } from "./validate-redo-request.js";
 import { initdbArchive } from "./initdb-archive.js";
 import type { RedoProcessPool } from "./process-pool.js";
 import type { CompiledWalRedoOptions } from "./walredo-options.js";
@@ -103,7 +104,7 @@ export function createWalRedoService(options: CompiledWalRedoOptions, pool: Redo
 
     async ping(request, ctx) {
       authorize(ctx);
-      checkTenantId(request.tenantId);
+      checkResourceId("tenant_id", request.tenantId);
       checkPgMajor(request.pgMajor, options);
       try {
         return { roundTripUs: BigInt(await pool.ping(request.tenantId, request.pgMajor)) };

@@ -1,21 +1,13 @@
+import { extensionNameProblem } from "../../ids/index.js";
 import { InvalidExtensionNameError, type ExtensionKind } from "./extension-errors.js";
 
-const namePattern = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
-/** Postgres's NAMEDATALEN - 1. */
-const maxNameLength = 63;
-
 /**
- * Checks an extension or library name before it is used in a file name:
- * letters, digits, "_", "." and "-", not starting with "." or "-", no "--"
- * (Postgres's script file separator), at most 63 characters.
- * Throws InvalidExtensionNameError.
+ * Checks an extension or library name (the rule every service shares) before
+ * it is used in a file name. Throws InvalidExtensionNameError.
  */
 export function checkExtensionName(name: string, kind: ExtensionKind = "extension"): string {
-  const fail = (reason: string) => new InvalidExtensionNameError(name, kind, reason);
-  if (name.length === 0) throw fail("it is empty");
-  if (name.length > maxNameLength) throw fail(`it is longer than ${maxNameLength} characters`);
-  if (!namePattern.test(name)) throw fail('use letters, digits, "_", "." and "-", starting with a letter, digit or "_"');
-  if (name.includes("--") || name.endsWith("-")) throw fail('it may not contain "--" or end with "-"');
+  const problem = extensionNameProblem(name);
+  if (problem) throw new InvalidExtensionNameError(name, kind, problem);
   return name;
 }
 

@@ -1,0 +1,1 @@
+export { checkExtensionName, checkPgMajor, checkResourceId, extensionNameProblem, resourceIdPattern, resourceIdProblem } from "./shared-ids.js";
