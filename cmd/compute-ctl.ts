@@ -18,6 +18,7 @@ const flags = defineFlags({
   "extension-timeout-ms": { type: "number", default: 30000, help: "how long CREATE EXTENSION / LOAD wait for an extension's files" },
   "compute-id": { type: "string", short: "i", valueName: "ID", help: "names this compute in a timeline's generation claims (default: host name and process id)" },
   "rpo-ms": { type: "number", default: 1000, help: "timeline source: the most committed work a crash may lose; WAL is shipped every rpo/4 ms" },
+  "snapshot-wal-bytes": { type: "number", default: 268435456, help: "timeline source: WAL shipped since the last snapshot that starts an online snapshot in the background" },
   ...shared,
 });
 
@@ -58,6 +59,7 @@ async function main(): Promise<void> {
     pgListenAddresses: values.pgListen,
     ...(values.computeId ? { computeId: values.computeId } : {}),
     rpoMs: values.rpoMs,
+    snapshotWalBytes: values.snapshotWalBytes,
     blobStoreOptions: { ...blobStoreOptionsFromEnv(process.env), s3ConditionalWrites: parseS3ConditionalWrites(values.s3ConditionalWrites) },
     ...parseListen(values.listen),
     auth: await loadServerAuth({ authKeysPath: values.authKeys, insecureNoAuth: values.insecureNoAuth }, logger),

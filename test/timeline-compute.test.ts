@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openBlobStore } from "../src/blob/index.js";
 import type { Compute } from "../src/computectl/index.js";
 import { freePort } from "../src/net/free-port.js";
-import { listWalChunks, resolveHistory } from "../src/timeline/index.js";
+import { listSnapshots, listWalChunks, planRestore, readSnapshotManifest, resolveHistory } from "../src/timeline/index.js";
 import { parseLsn } from "../src/wal/index.js";
 import { newCompute, spec, traversableTempDir } from "./computectl-fixtures.js";
 import { startS3rver, type S3rverHandle } from "./helpers/s3rver.js";
@@ -39,9 +39,12 @@ describe("Compute on a timeline", () => {
     return spec({ tenant_id: "tenant1", timeline_id: timelineId, pgmesh: { base_data: { source: "timeline", storage } } });
   }
 
-  async function start(dir: string, storage: string, timelineId: string, options: { rpoMs?: number; computeId?: string } = {}): Promise<Compute> {
+  async function start(
+    dir: string, storage: string, timelineId: string, options: { computeId?: string; snapshotWalBytes?: number } = {},
+  ): Promise<Compute> {
     const compute = newCompute(path.join(tmp.dir, dir), {
-      templateRoot: path.join(tmp.dir, "templates"), blobStoreOptions: s3.blobStoreOptions, rpoMs: options.rpoMs ?? 200,
+      templateRoot: path.join(tmp.dir, "templates"), blobStoreOptions: s3.blobStoreOptions, rpoMs: 200,
+      ...(options.snapshotWalBytes ? { snapshotWalBytes: options.snapshotWalBytes } : {}),
       ...(options.computeId ? { computeId: options.computeId } : {}),
     });
     computes.push(compute);
@@ -114,6 +117,33 @@ describe("Compute on a timeline", () => {
     const b = await start("crash-b", fileStore, timelineId);
     await b.waitUntilRunning();
     expect(await sql(b, "SELECT count(*)::int AS n FROM t")).toEqual([{ n: 1000 }]);
+    await b.terminate("fast");
+  });
+
+  it("takes an online snapshot once enough WAL was shipped, and a start after a crash restores from it", async () => {
+    const timelineId = `online-${++timelines}`;
+    const a = await start("online-a", fileStore, timelineId, { snapshotWalBytes: 1024 * 1024 });
+    await a.waitUntilRunning();
+    await sql(a, "CREATE TABLE t AS SELECT g AS id, repeat('x', 500) AS pad FROM generate_series(1, 10000) g");
+    const store = await openBlobStore(fileStore);
+    const ref = { tenantId: "tenant1", timelineId };
+    const online = async () => {
+      for (const snapshot of await listSnapshots(store, ref)) {
+        if ((await readSnapshotManifest(store, snapshot)).kind === "online") return snapshot;
+      }
+      return undefined;
+    };
+    while (!(await online())) await delay(100);
+    await sql(a, "INSERT INTO t SELECT g, 'after the snapshot' FROM generate_series(10001, 10010) g");
+    await waitUntilShipped(a, timelineId);
+    process.kill(a.postgres!.pid, "SIGKILL");
+    await a.state.waitFor((s) => s.state === "failed");
+    expect((await planRestore(store, ref))!.manifest.kind).toBe("online");
+    await store.close();
+
+    const b = await start("online-b", fileStore, timelineId);
+    await b.waitUntilRunning();
+    expect(await sql(b, "SELECT count(*)::int AS n, count(*) FILTER (WHERE pad = 'after the snapshot')::int AS after FROM t")).toEqual([{ n: 10010, after: 10 }]);
     await b.terminate("fast");
   });
 

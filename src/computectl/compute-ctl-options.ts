@@ -35,6 +35,8 @@ export interface ComputeCtlOptions {
   readonly computeId?: string;
   /** Timeline source: the most committed work a crash may lose, in ms; WAL is shipped at least 4 times as often (default 1 000). */
   readonly rpoMs?: number;
+  /** Timeline source: an online snapshot is taken once this much WAL was shipped since the last snapshot (default 256 MiB). */
+  readonly snapshotWalBytes?: number;
 }
 
 export interface CompiledComputeCtlOptions {
@@ -53,6 +55,7 @@ export interface CompiledComputeCtlOptions {
   readonly blobStoreOptions: BlobStoreOptions;
   readonly computeId: string;
   readonly rpoMs: number;
+  readonly snapshotWalBytes: number;
 }
 
 /** Validates and defaults ComputeCtlOptions; throws RangeError/TypeError naming the option. */
@@ -87,6 +90,7 @@ export function compileComputeCtlOptions(options: ComputeCtlOptions): CompiledCo
     blobStoreOptions: options.blobStoreOptions ?? {},
     computeId: options.computeId || `${os.hostname()}-${process.pid}`,
     rpoMs: positive("rpoMs (--rpo-ms)", options.rpoMs ?? 1_000),
+    snapshotWalBytes: positive("snapshotWalBytes (--snapshot-wal-bytes)", options.snapshotWalBytes ?? 256 * 1024 * 1024),
   };
 }
 

@@ -322,7 +322,7 @@ export class Compute {
     });
     signal.throwIfAborted();
     if (this.#primary) {
-      await this.#primary.startShipping(await this.#connect("postgres"), {
+      await this.#primary.startShipping(() => this.#connect("postgres"), {
         onFenced: (reason) => {
           this.state.fail(reason);
           void this.#stopPostgres("immediate");

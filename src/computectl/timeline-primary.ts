@@ -8,7 +8,7 @@ import { openBlobStore, type BlobStore } from "../blob/index.js";
 import { chownTree, removeOrphanedShmem, type OsUser } from "../pg/index.js";
 import {
   bootstrapTimeline, claimNextGeneration, createTimelineMeta, describeTimeline, planRestore, readTimelineMeta, restoreTimeline,
-  shutdownCheckpointOf, storeCall, successorOf, takeShutdownSnapshot, TimelineError, timelineMetaKey, walSegmentBytesOf, WalShipper, writeGenerationStart,
+  shutdownCheckpointOf, storeCall, successorOf, takeOnlineSnapshot, takeShutdownSnapshot, TimelineError, timelineMetaKey, walSegmentBytesOf, WalShipper, writeGenerationStart,
   type FileChunkCache, type GenerationClaim, type TimelineMeta, type TimelineRef,
 } from "../timeline/index.js";
 import { formatLsn, parseLsn } from "../wal/index.js";
@@ -38,6 +38,10 @@ export class TimelinePrimary {
   #shipperClient: pg.Client | undefined;
   #cache: FileChunkCache | undefined;
   #startLsn = 0n;
+  /** The end of the newest snapshot: the WAL a restart would replay starts near here. */
+  #lastSnapshotEnd = 0n;
+  #snapshotting: Promise<void> | undefined;
+  readonly #snapshotAbort = new AbortController();
 
   private constructor(
     readonly store: BlobStore,
@@ -107,6 +111,7 @@ export class TimelinePrimary {
         ...transfer, pgMajor: this.meta.pgMajor, pgTli: this.meta.pgTli, segmentBytes: this.meta.walSegmentBytes,
       });
       this.#startLsn = base.startLsn;
+      this.#lastSnapshotEnd = base.startLsn;
       this.#cache = base.cache;
     } else {
       const cache = await readCache(pgdata, this.ref);
@@ -114,6 +119,7 @@ export class TimelinePrimary {
       if (!cache) await rm(pgdata, { recursive: true, force: true });
       const restored = await restoreTimeline(this.store, plan, pgdata, { ...transfer, ...(cache ? { cache } : {}) });
       this.#startLsn = restored.startLsn;
+      this.#lastSnapshotEnd = plan.manifest.endLsn;
       this.#cache = restored.cache;
       await this.#checkNotFenced();
       await writeGenerationStart(this.store, this.ref, this.claim.generation, restored.startLsn);
@@ -129,8 +135,12 @@ export class TimelinePrimary {
     if (successor) throw fencedError(this.ref, this.claim, successor);
   }
 
-  /** Starts shipping WAL from startLsn over `client` (a maintenance connection it keeps). */
-  async startShipping(client: pg.Client, hooks: TimelinePrimaryHooks): Promise<void> {
+  /**
+   * Starts shipping WAL from startLsn over a maintenance connection it keeps;
+   * online snapshots, past --snapshot-wal-bytes of WAL, get one of their own.
+   */
+  async startShipping(connect: () => Promise<pg.Client>, hooks: TimelinePrimaryHooks): Promise<void> {
+    const client = await connect();
     this.#shipperClient = client;
     await client.query(
       `SELECT pg_catalog.pg_create_physical_replication_slot($1, true)
@@ -152,7 +162,10 @@ export class TimelinePrimary {
           `SELECT pg_catalog.pg_replication_slot_advance(slot_name, $2::pg_lsn) FROM pg_catalog.pg_replication_slots
             WHERE slot_name = $1 AND restart_lsn < $2::pg_lsn`,
           [shipperSlot, formatLsn(lsn)],
-        ).catch((err: unknown) => this.logger.warn({ err }, "could not advance the WAL shipper's replication slot"));
+        ).catch((err: unknown) => this.logger.debug({ err }, "could not advance the WAL shipper's replication slot"));
+        if (!this.#snapshotting && lsn - this.#lastSnapshotEnd >= BigInt(this.options.snapshotWalBytes)) {
+          this.#snapshotting = this.#onlineSnapshot(connect).finally(() => (this.#snapshotting = undefined));
+        }
       },
       onFenced: (successor) => hooks.onFenced(fencedError(this.ref, this.claim, successor).rawMessage),
       onLagging: hooks.onLagging,
@@ -160,8 +173,38 @@ export class TimelinePrimary {
     this.#shipper.start();
   }
 
-  /** Stops shipping (before Postgres stops: the shipper's connection goes with it). */
+  async #onlineSnapshot(connect: () => Promise<pg.Client>): Promise<void> {
+    const signal = this.#snapshotAbort.signal;
+    let session: pg.Client | undefined;
+    try {
+      session = await connect();
+      const { snapshot, cache } = await takeOnlineSnapshot(this.store, this.ref, this.claim.generation, this.options.pgdata, session,
+        (lsn, wait) => this.#shipped(lsn, wait), {
+          concurrency: this.options.snapshotConcurrency, signal, pgMajor: this.meta.pgMajor, pgTli: this.meta.pgTli,
+          ...(this.#cache ? { cache: this.#cache } : {}),
+        });
+      this.#lastSnapshotEnd = snapshot.lsn;
+      this.#cache = cache;
+      this.logger.info({ snapshot: snapshot.key }, "online snapshot taken");
+    } catch (err) {
+      if (!signal.aborted) this.logger.warn({ err }, "online snapshot failed; the next one is tried after more WAL");
+    } finally {
+      await session?.end().catch(() => undefined);
+    }
+  }
+
+  /** Resolves once the shipper has put the WAL before `lsn`. */
+  async #shipped(lsn: bigint, signal?: AbortSignal): Promise<void> {
+    while (this.shippedLsn < lsn) {
+      signal?.throwIfAborted();
+      await delay(Math.max(10, Math.floor(this.options.rpoMs / 4)));
+    }
+  }
+
+  /** Stops shipping and any online snapshot (before Postgres stops: their connections go with it). */
   async stopShipping(): Promise<void> {
+    this.#snapshotAbort.abort(new Error("the compute is stopping"));
+    await this.#snapshotting;
     await this.#shipper?.stop();
     await this.#shipperClient?.end().catch(() => undefined);
     this.#shipperClient = undefined;

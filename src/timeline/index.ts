@@ -24,7 +24,8 @@ export {
   type TimelineAncestor, type TimelineMeta,
 } from "./timeline-meta.js";
 export {
-  bootstrapTimeline, restoreTimeline, shutdownCheckpointOf, takeShutdownSnapshot, walSegmentBytesOf,
+  bootstrapTimeline, restoreTimeline, shutdownCheckpointOf, takeOnlineSnapshot, takeShutdownSnapshot, walSegmentBytesOf,
+  type BackupSession,
 } from "./timeline-snapshots.js";
 export { listWalChunks, putWalChunk, readWalChunk, type WalChunk } from "./wal-chunks.js";
 export { resolveHistory, type ResolveHistoryOptions, type TimelineHistory, type WalPiece } from "./wal-history.js";

@@ -2,7 +2,7 @@ import { open, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Code } from "@connectrpc/connect";
 import type { BlobStore } from "../blob/index.js";
-import { readWalRecords, walSegmentFileName, formatLsn } from "../wal/index.js";
+import { formatLsn, parseLsn, readWalRecords, walSegmentFileName } from "../wal/index.js";
 import { writeGenerationStart } from "./generations.js";
 import { DB_SHUTDOWNED, markCrashed, readControlFile } from "./pg-control.js";
 import type { RestorePlan } from "./restore-plan.js";
@@ -73,6 +73,61 @@ export async function takeShutdownSnapshot(
     systemIdentifier: checkpoint.systemIdentifier,
     createdAt: new Date().toISOString(),
     backupLabel: null,
+    chunkBytes: options.chunkBytes ?? defaultChunkBytes,
+    files: uploaded.files,
+    emptyDirs: uploaded.emptyDirs,
+  });
+  return { snapshot, cache: uploaded.cache };
+}
+
+/** The SQL an online snapshot runs, on one session of the running primary. */
+export interface BackupSession {
+  query<R extends Record<string, unknown>>(text: string): Promise<{ rows: R[] }>;
+}
+
+/**
+ * An online snapshot of a running primary: pg_backup_start, the files'
+ * changed chunks, pg_backup_stop; the manifest (with the backup label, so a
+ * restore replays from the backup's checkpoint) is written only once
+ * `shipped` says the WAL up to the backup's end is durable. A compute killed
+ * before that leaves no manifest: the previous snapshot stays the newest.
+ */
+export async function takeOnlineSnapshot(
+  store: BlobStore,
+  timeline: TimelineRef,
+  generation: number,
+  pgdata: string,
+  session: BackupSession,
+  shipped: (lsn: bigint, signal?: AbortSignal) => Promise<void>,
+  options: TransferOptions & { readonly pgMajor: number; readonly pgTli: number },
+): Promise<{ snapshot: Snapshot; cache: FileChunkCache }> {
+  // fast: an immediate checkpoint; a spread one would hold the snapshot for most of checkpoint_timeout.
+  await session.query("SELECT pg_catalog.pg_backup_start('pgmesh online snapshot', true)");
+  let uploaded;
+  let stop: { lsn: string; labelfile: string };
+  try {
+    uploaded = await uploadPgdataFiles(store, timeline, pgdata, options);
+  } finally {
+    stop = (await session.query<{ lsn: string; labelfile: string }>("SELECT lsn::text, labelfile FROM pg_catalog.pg_backup_stop(false)")).rows[0]!;
+  }
+  const label = (field: string): bigint => {
+    const m = new RegExp(`^${field}: ([0-9A-F]+/[0-9A-F]+)`, "m").exec(stop.labelfile);
+    if (!m) throw new Error(`pg_backup_stop's label has no "${field}" line`);
+    return parseLsn(m[1]!);
+  };
+  const endLsn = parseLsn(stop.lsn);
+  await shipped(endLsn, options.signal);
+  const control = await readControlFile(pgdata);
+  const snapshot = await writeSnapshotManifest(store, timeline, generation, {
+    kind: "online",
+    redoLsn: label("START WAL LOCATION"),
+    checkpointLsn: label("CHECKPOINT LOCATION"),
+    endLsn,
+    pgMajor: options.pgMajor,
+    pgTli: options.pgTli,
+    systemIdentifier: control.systemIdentifier,
+    createdAt: new Date().toISOString(),
+    backupLabel: stop.labelfile,
     chunkBytes: options.chunkBytes ?? defaultChunkBytes,
     files: uploaded.files,
     emptyDirs: uploaded.emptyDirs,
