@@ -173,6 +173,17 @@ describe("deploy/Dockerfile", () => {
     }
   });
 
+  it("installs with --omit=dev every package the copied dist/ imports", async () => {
+    expect(lines).toContain("RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force");
+    const { dependencies } = JSON.parse(await readFile(path.join(repo, "package.json"), "utf8")) as { dependencies: Record<string, string> };
+    const { stdout } = await execFileAsync("grep", ["-rhoE", `from "[^."][^"]*"`, "dist/cmd", "dist/src", "dist/gen", "--include=*.js"], { cwd: repo });
+    const packages = new Set(stdout.split("\n").filter((line) => line !== "").map((line) => line.slice(6, -1))
+      .filter((module) => !module.startsWith("node:"))
+      .map((module) => module.split("/").slice(0, module.startsWith("@") ? 2 : 1).join("/")));
+    expect(packages.size).toBeGreaterThan(0);
+    for (const name of packages) expect(dependencies, `dist/ imports ${name}`).toHaveProperty([name]);
+  });
+
   it("starts a binary that exists in dist/cmd", () => {
     const cmd = lines.find((l) => l.startsWith("CMD "))!;
     const [script] = JSON.parse(cmd.slice(4)) as string[];
