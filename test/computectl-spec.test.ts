@@ -146,6 +146,18 @@ describe("compute spec", () => {
     expect(specError({ ...specJson({ endpoint_storage_addr: "127.0.0.1:7102" }), endpoint_id: undefined }).field).toBe("endpoint_id");
   });
 
+  it("takes several comma-separated addresses of replicas for Epufs and the extension store", () => {
+    const spec = parseComputeSpec(specJson({
+      endpoint_storage_addr: "10.0.0.1:7102,10.0.0.2:7102",
+      pgmesh: { extension_store: { addr: "10.0.0.1:7101,[::1]:7101", download_token: "dl" } },
+    }));
+    expect(spec.endpointStorage?.addr).toBe("10.0.0.1:7102,10.0.0.2:7102");
+    expect(spec.extensionStore?.addr).toBe("10.0.0.1:7101,[::1]:7101");
+    const err = specError(specJson({ endpoint_storage_addr: "10.0.0.1:7102,10.0.0.2" }));
+    expect(err.field).toBe("endpoint_storage_addr");
+    expect(err.rawMessage).toContain("must be host:port or a comma-separated list of them (replicas)");
+  });
+
   it("rejects an unknown base data source", () => {
     expect(specError(specJson({ pgmesh: { base_data: { source: "pageserver" } } })).field).toBe("pgmesh.base_data.source");
   });

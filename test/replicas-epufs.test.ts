@@ -2,7 +2,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { EpufsService } from "../gen/pgmesh/epufs/v1/epufs_pb.js";
 import { createClientTransport } from "../src/server/index.js";
-import { content, endpointRef, putFile, type EpufsClient } from "./helpers/epufs-calls.js";
+import { content, endpointRef, getFile, putFile, type EpufsClient } from "./helpers/epufs-calls.js";
 import { replicaEnvironment } from "./helpers/replica-environment.js";
 import { spawnServiceProcess } from "./helpers/service-process.js";
 
@@ -32,5 +32,25 @@ describe.each(environment.stores)("two Epufs replicas on $name", (store) => {
     }
     const stored = (await clients[0]!.listFiles({ endpoint: ep })).files;
     expect(stored.reduce((sum, file) => sum + Number(file.size), 0)).toBe(4 * fileBytes);
+  });
+});
+
+describe("a client of two Epufs replicas", () => {
+  it("fails over to the live replica when one is killed, for unary, client-streaming and server-streaming calls", async () => {
+    const { url, env } = environment.stores[0]!.location("failover");
+    const keys = environment.keys();
+    const args = ["--storage", url, "--auth-keys", keys.jwksPath];
+    const [first, second] = await Promise.all([spawnServiceProcess("epufs", args, env), spawnServiceProcess("epufs", args, env)]);
+    const token = await keys.computeToken("t1", "tl1", "ep1");
+    const client = createClient(EpufsService, createClientTransport({ baseUrl: [first!.url, second!.url], token }));
+    const ep = endpointRef("t1", "tl1", "ep1");
+    const before = content(1000, 1);
+    await putFile(client, ep, "autoprewarm.blocks", before);
+
+    await first!.kill();
+    const after = content(3000, 2);
+    expect((await putFile(client, ep, "autoprewarm.blocks", after)).size).toBe(3000n);
+    expect((await getFile(client, ep, "autoprewarm.blocks")).data.equals(after)).toBe(true);
+    expect((await client.listFiles({ endpoint: ep })).files.map((file) => file.path)).toEqual(["autoprewarm.blocks"]);
   });
 });

@@ -67,9 +67,14 @@ export type BaseDataSource =
   | { readonly source: "timeline"; readonly storage: string };
 
 export interface ServiceAddress {
-  /** host:port */
+  /** host:port, or a comma-separated list host:port,host:port,… of replicas that calls fail over between. */
   readonly addr: string;
   readonly token: string;
+}
+
+/** The base URLs of a service address's replicas, for createClientTransport. */
+export function baseUrlsOf(addr: string): string[] {
+  return addr.split(",").map((hostPort) => `http://${hostPort}`);
 }
 
 export interface ComputeSpec {
@@ -349,10 +354,15 @@ function identifier(reader: JsonReader): string {
   return name;
 }
 
+/** host:port, or several separated by commas (replicas of one service). */
 function hostPort(reader: JsonReader): string {
   const addr = reader.nonEmptyString();
-  const match = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(addr);
-  if (!match || Number(match[2]) < 1 || Number(match[2]) > 65535) reader.fail(`must be host:port, got "${addr}"`);
+  for (const one of addr.split(",")) {
+    const match = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(one);
+    if (!match || Number(match[2]) < 1 || Number(match[2]) > 65535) {
+      reader.fail(`must be host:port or a comma-separated list of them (replicas), got "${addr}"`);
+    }
+  }
   return addr;
 }
 

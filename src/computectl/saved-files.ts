@@ -12,7 +12,7 @@ import { defaultAllowedPaths } from "../epufs/index.js";
 // Not on Epufs's public surface yet (asked for in /work/notes/requests-epufs.md).
 import { compileAllowedPaths } from "../epufs/allowed-paths.js";
 import type { OsUser } from "../pg/index.js";
-import type { ComputeSpec } from "./compute-spec.js";
+import { baseUrlsOf, type ComputeSpec } from "./compute-spec.js";
 import { createClientTransport } from "../server/index.js";
 
 
@@ -49,7 +49,7 @@ export async function fetchSavedFiles(storage: EndpointStorage, stagingDir: stri
 }
 
 function epufsClient(storage: EndpointStorage): Client<typeof EpufsService> {
-  return createClient(EpufsService, createClientTransport({ baseUrl: `http://${storage.addr}`, ...(storage.token ? { token: storage.token } : {}) }));
+  return createClient(EpufsService, createClientTransport({ baseUrl: baseUrlsOf(storage.addr), ...(storage.token ? { token: storage.token } : {}) }));
 }
 
 async function extractArchive(response: AsyncIterable<{ chunk: Uint8Array }>, stagingDir: string): Promise<string[]> {

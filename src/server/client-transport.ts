@@ -2,11 +2,16 @@ import type { ClientHttp2Session } from "node:http2";
 import { Code, ConnectError, type Interceptor, type Transport } from "@connectrpc/connect";
 import { AuthError, checkBearerTokenSize } from "../auth/index.js";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createFailoverTransport } from "./failover-transport.js";
 import { checkHttp2WindowBytes, defaultHttp2WindowBytes } from "./http2-window.js";
 
 export interface ClientTransportOptions {
-  /** The server's base URL, e.g. ServerHandle.url or "http://127.0.0.1:7101". */
-  readonly baseUrl: string;
+  /**
+   * The server's base URL, e.g. ServerHandle.url or "http://127.0.0.1:7101";
+   * or the base URLs of several replicas of one service, which calls fail
+   * over between (see createFailoverTransport).
+   */
+  readonly baseUrl: string | readonly string[];
   /** A bearer token, or a function returning a fresh one per call. */
   readonly token?: string | (() => string | Promise<string>);
   /** Default deadline for calls without their own timeoutMs. */
@@ -28,6 +33,13 @@ export interface ClientTransportOptions {
  * (Node's HTTP/2 sessions set TCP_NODELAY on their sockets themselves.)
  */
 export function createClientTransport(options: ClientTransportOptions): Transport {
+  const { baseUrl } = options;
+  if (typeof baseUrl === "string") return createReplicaTransport(baseUrl, options);
+  if (baseUrl.length === 1) return createReplicaTransport(baseUrl[0]!, options);
+  return createFailoverTransport(baseUrl.map((url) => ({ baseUrl: url, transport: createReplicaTransport(url, options) })));
+}
+
+function createReplicaTransport(baseUrl: string, options: ClientTransportOptions): Transport {
   const { token } = options;
   const interceptors: Interceptor[] = [...(options.interceptors ?? [])];
   if (token !== undefined) {
@@ -46,8 +58,8 @@ export function createClientTransport(options: ClientTransportOptions): Transpor
   }
   const windowBytes = checkHttp2WindowBytes("client transport option", options.http2WindowBytes ?? defaultHttp2WindowBytes);
   return createGrpcTransport({
-    baseUrl: options.baseUrl,
-    sessionManager: new WideWindowSessionManager(options.baseUrl, windowBytes),
+    baseUrl,
+    sessionManager: new WideWindowSessionManager(baseUrl, windowBytes),
     interceptors,
     acceptCompression: [],
     compressMinBytes: Number.MAX_SAFE_INTEGER,

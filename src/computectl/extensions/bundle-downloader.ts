@@ -1,6 +1,7 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { ExtensionStoreService } from "../../../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
 import { createClientTransport } from "../../server/index.js";
+import { baseUrlsOf } from "../compute-spec.js";
 
 /** Streams the tar bytes of one bundle, by sha256. */
 export type BundleDownloader = (sha256: string, signal: AbortSignal) => AsyncIterable<Uint8Array>;
@@ -20,7 +21,7 @@ export interface ExtensionStoreDownloaderOptions {
  * travels in the request, no bearer token is sent.
  */
 export function createExtensionStoreDownloader(options: ExtensionStoreDownloaderOptions): BundleDownloader {
-  const client = createClient(ExtensionStoreService, createClientTransport({ baseUrl: `http://${options.addr}` }));
+  const client = createClient(ExtensionStoreService, createClientTransport({ baseUrl: baseUrlsOf(options.addr) }));
   return async function* download(sha256, signal) {
     let sawInfo = false;
     const messages = client.downloadBundle({ sha256, downloadToken: options.downloadToken }, { signal, timeoutMs: options.timeoutMs });
