@@ -1,6 +1,7 @@
 import { chmod, mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import pg from "pg";
 import pino from "pino";
 import { Compute, compileComputeCtlOptions, parseComputeSpec, type ComputeCtlOptions, type ComputeSpec } from "../src/computectl/index.js";
 import { freePort } from "../src/net/free-port.js";
@@ -51,4 +52,15 @@ export async function startScratchPostgres(dir: string): Promise<RunningPostgres
   return startPostgres({
     binaries, user, dataDir, port: await freePort(), socketDir: path.join(dir, "sock"), logFile: path.join(dir, "pg.log"),
   });
+}
+
+/** Runs one statement on a running compute (as cloud_admin, database postgres) and returns its rows. */
+export async function computeSql<T extends pg.QueryResultRow>(compute: Compute, text: string): Promise<T[]> {
+  const client = new pg.Client({ connectionString: compute.status().connectionUri });
+  await client.connect();
+  try {
+    return (await client.query<T>(text)).rows;
+  } finally {
+    await client.end();
+  }
 }

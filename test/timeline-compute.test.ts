@@ -1,14 +1,13 @@
 import { readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openBlobStore } from "../src/blob/index.js";
 import type { Compute } from "../src/computectl/index.js";
 import { freePort } from "../src/net/free-port.js";
 import { listSnapshots, listWalChunks, planRestore, readSnapshotManifest, resolveHistory } from "../src/timeline/index.js";
 import { parseLsn } from "../src/wal/index.js";
-import { newCompute, spec, traversableTempDir } from "./computectl-fixtures.js";
+import { computeSql as sql, newCompute, spec, traversableTempDir } from "./computectl-fixtures.js";
 import { startS3rver, type S3rverHandle } from "./helpers/s3rver.js";
 
 describe("Compute on a timeline", () => {
@@ -51,16 +50,6 @@ describe("Compute on a timeline", () => {
     compute.begin("127.0.0.1:1");
     await compute.configure(timelineSpec(storage, timelineId));
     return compute;
-  }
-
-  async function sql<T extends pg.QueryResultRow>(compute: Compute, text: string): Promise<T[]> {
-    const client = new pg.Client({ connectionString: compute.status().connectionUri });
-    await client.connect();
-    try {
-      return (await client.query<T>(text)).rows;
-    } finally {
-      await client.end();
-    }
   }
 
   /** Waits until the timeline in the file store is durable up to the compute's current WAL flush position. */

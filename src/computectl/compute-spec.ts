@@ -1,4 +1,6 @@
 import { resourceIdProblem } from "../ids/index.js";
+import type { BranchPoint } from "../timeline/index.js";
+import { parseLsn } from "../wal/index.js";
 import { parseDatabaseOptions, parseRoleOptions, type DatabaseOption, type RoleOptions } from "./catalog-options.js";
 import { JsonReader } from "./json-reader.js";
 import { dropNeonOnlySettings } from "./neon-only-settings.js";
@@ -63,8 +65,28 @@ export interface RemoteExtensions {
 export type BaseDataSource =
   | { readonly source: "initdb" }
   | { readonly source: "snapshot"; readonly storage: string; readonly prefix: string }
-  /** The timeline tenant_id/timeline_id in a blob store: the compute's data is durable there. */
-  | { readonly source: "timeline"; readonly storage: string };
+  /**
+   * The timeline tenant_id/timeline_id in a blob store: the compute's data is
+   * durable there. With an ancestor, a timeline that does not exist yet is
+   * created at its first start as a branch of the ancestor at the point.
+   */
+  | { readonly source: "timeline"; readonly storage: string; readonly ancestor?: TimelineAncestorSpec };
+
+/** Where a new timeline branches off: another timeline of the tenant at an LSN or a time. */
+export interface TimelineAncestorSpec {
+  readonly timelineId: string;
+  readonly point: BranchPoint;
+}
+
+/**
+ * Neon's ComputeMode: a primary writes the timeline; a static compute is a
+ * read-only hot standby at an LSN; a replica is a hot standby that follows the
+ * primary's durable WAL in the store.
+ */
+export type ComputeMode =
+  | { readonly kind: "primary" }
+  | { readonly kind: "static"; readonly lsn: bigint }
+  | { readonly kind: "replica" };
 
 export interface ServiceAddress {
   /** host:port, or a comma-separated list host:port,host:port,… of replicas that calls fail over between. */
@@ -103,6 +125,7 @@ export interface ComputeSpec {
   readonly extensionStore?: ServiceAddress;
   /** Postgres port; undefined: compute-ctl's --pg-port. */
   readonly port?: number;
+  readonly mode: ComputeMode;
 }
 
 /** compute-ctl's own superuser; the spec may not manage it. */
@@ -163,10 +186,14 @@ export function parseComputeSpec(value: unknown): ComputeSpec {
     remoteExtensions: root.field("remote_extensions").isAbsent ? undefined : parseRemoteExtensions(root.field("remote_extensions"), warnings),
     endpointStorage: parseEndpointStorage(root, fromSettings),
     ...parsePgmesh(root.field("pgmesh")),
+    mode: parseMode(root.field("mode")),
   };
   for (const [id, value] of [["tenant_id", spec.tenantId], ["timeline_id", spec.timelineId], ["endpoint_id", spec.endpointId]] as const) {
     const problem = value === undefined ? undefined : resourceIdProblem(value);
     if (problem) root.field(id).fail(`${JSON.stringify(value)} ${problem}`);
+  }
+  if (spec.mode.kind !== "primary" && spec.baseData.source !== "timeline") {
+    root.field("mode").fail('Static and Replica computes read a durable timeline: set pgmesh.base_data.source to "timeline"');
   }
   if (spec.baseData.source === "timeline") {
     for (const [id, value] of [["tenant_id", spec.tenantId], ["timeline_id", spec.timelineId]] as const) {
@@ -323,7 +350,8 @@ function parsePgmesh(reader: JsonReader): Pick<ComputeSpec, "baseData" | "extens
     if (source === "snapshot") {
       baseData = { source, storage: storageUrl(base.field("storage")), prefix: base.field("prefix").string().replace(/\/+$/, "") };
     } else if (source === "timeline") {
-      baseData = { source, storage: storageUrl(base.field("storage")) };
+      const ancestor = base.field("ancestor");
+      baseData = { source, storage: storageUrl(base.field("storage")), ...(ancestor.isAbsent ? {} : { ancestor: parseAncestor(ancestor) }) };
     } else if (source !== "initdb") {
       base.field("source").fail(`must be "initdb", "snapshot" or "timeline", got "${source}"`);
     }
@@ -339,6 +367,43 @@ function parsePgmesh(reader: JsonReader): Pick<ComputeSpec, "baseData" | "extens
     if (!Number.isInteger(port) || port < 1 || port > 65535) portReader.fail(`must be an integer in 1..65535, got ${port}`);
   }
   return { baseData, extensionStore, port };
+}
+
+function parseAncestor(reader: JsonReader): TimelineAncestorSpec {
+  reader.object();
+  const timelineId = reader.field("timeline_id").nonEmptyString();
+  const problem = resourceIdProblem(timelineId);
+  if (problem) reader.field("timeline_id").fail(`${JSON.stringify(timelineId)} ${problem}`);
+  const lsn = reader.field("lsn");
+  const time = reader.field("time");
+  if (!lsn.isAbsent && !time.isAbsent) reader.fail('names both "lsn" and "time"; give one');
+  if (!lsn.isAbsent) return { timelineId, point: { lsn: lsnOf(lsn) } };
+  if (!time.isAbsent) {
+    const text = time.nonEmptyString();
+    const date = new Date(text);
+    if (Number.isNaN(date.getTime()) || !/^\d{4}-\d\d-\d\dT/.test(text)) time.fail(`must be an ISO-8601 time such as "2026-12-06T10:00:00Z", got "${text}"`);
+    return { timelineId, point: { time: date } };
+  }
+  return { timelineId, point: { latest: true } };
+}
+
+/** Neon's ComputeMode JSON: "Primary" (default), {"Static": "X/Y"} or "Replica". */
+function parseMode(reader: JsonReader): ComputeMode {
+  if (reader.isAbsent || reader.value === "Primary") return { kind: "primary" };
+  if (reader.value === "Replica") return { kind: "replica" };
+  if (typeof reader.value === "object" && !Array.isArray(reader.value) && Object.keys(reader.value as object).length === 1 && "Static" in (reader.value as object)) {
+    return { kind: "static", lsn: lsnOf(reader.field("Static")) };
+  }
+  return reader.fail(`must be "Primary", "Replica" or {"Static": "<lsn>"}, got ${JSON.stringify(reader.value)}`);
+}
+
+function lsnOf(reader: JsonReader): bigint {
+  const text = reader.nonEmptyString();
+  try {
+    return parseLsn(text);
+  } catch {
+    return reader.fail(`must be an LSN "X/Y" in hex, e.g. "0/16B5BA8", got "${text}"`);
+  }
 }
 
 function storageUrl(reader: JsonReader): string {

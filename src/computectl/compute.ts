@@ -19,7 +19,9 @@ import { reconcileCatalog } from "./reconcile-catalog.js";
 import { endpointStorageOf, fetchSavedFiles, placeSavedFiles, saveEndpointFiles } from "./saved-files.js";
 import { SpecError } from "./spec-error.js";
 import { emptyTimings, timed, type StartupTimings } from "./startup-timings.js";
+import { ensureTimelineBranch } from "./timeline-branch.js";
 import { hasTimelineCache, TimelinePrimary } from "./timeline-primary.js";
+import { TimelineStandby } from "./timeline-standby.js";
 
 /** What GetStatus reports. */
 export interface ComputeStatusView {
@@ -77,6 +79,8 @@ export class Compute {
   readonly #startAbort = new AbortController();
   /** The timeline this compute writes, when its base data is a timeline. */
   #primary: TimelinePrimary | undefined;
+  /** The timeline this compute reads, in Static or Replica mode. */
+  #standby: TimelineStandby | undefined;
   #walLagging = false;
 
   constructor(
@@ -278,9 +282,14 @@ export class Compute {
         const prelaid = await this.#prelaid;
         this.#prelaid = undefined;
         if (spec.baseData.source === "timeline") {
-          this.#primary = await TimelinePrimary.start(spec.baseData.storage, { tenantId: spec.tenantId!, timelineId: spec.timelineId! }, this.options, {
-            user, logger: this.deps.logger, signal,
-          });
+          const ref = { tenantId: spec.tenantId!, timelineId: spec.timelineId! };
+          const deps = { user, logger: this.deps.logger, signal };
+          if (spec.baseData.ancestor) await ensureTimelineBranch(spec.baseData.storage, ref, spec.baseData.ancestor, this.options.blobStoreOptions, signal);
+          if (spec.mode.kind === "primary") {
+            this.#primary = await TimelinePrimary.start(spec.baseData.storage, ref, this.options, deps);
+          } else {
+            this.#standby = await TimelineStandby.start(spec.baseData.storage, ref, spec.mode, this.options, deps);
+          }
         } else if (!(prelaid && spec.baseData.source === "initdb")) {
           await this.#layDown(spec.baseData, signal);
         }
@@ -335,8 +344,13 @@ export class Compute {
       });
     }
 
+    this.#standby?.startFollowing(Math.max(10, Math.floor(this.options.rpoMs / 4)), (problem) => {
+      if (problem) this.state.warn(problem);
+    });
+
     await timed(t, "configMs", async () => {
-      if (!spec.skipPgCatalogUpdates) await reconcileCatalog(spec, (db) => this.#connect(db));
+      // A standby is read-only: its roles and databases are the primary's.
+      if (!spec.skipPgCatalogUpdates && !this.#standby) await reconcileCatalog(spec, (db) => this.#connect(db));
     });
     t.totalMs = Math.round(performance.now() - started);
     signal.throwIfAborted();
@@ -407,7 +421,7 @@ export class Compute {
         await this.deps.extensions?.prepare(spec, this.#preloadLibraries(spec), this.#startAbort.signal);
         this.deps.extensions?.afterRunning(() => installedExtensions((db) => this.#connect(db)));
       }
-      if (!spec.skipPgCatalogUpdates) await reconcileCatalog(spec, (db) => this.#connect(db));
+      if (!spec.skipPgCatalogUpdates && !this.#standby) await reconcileCatalog(spec, (db) => this.#connect(db));
       this.#spec = spec;
       this.state.move("running", "configure");
     } catch (err) {
@@ -430,7 +444,7 @@ export class Compute {
       listenAddresses: this.options.pgListenAddresses,
       socketDir: this.#socketDir!,
       preloadLibraries: fromExtensions?.preloadLibraries ?? [],
-      extra: fromExtensions?.settings ?? {},
+      extra: { ...fromExtensions?.settings, ...this.#standby?.settings },
     });
     await writeFile(path.join(this.options.pgdata, "postgresql.conf"), conf);
   }
@@ -474,6 +488,7 @@ export class Compute {
 
   async #cleanUp(): Promise<void> {
     await this.#primary?.close();
+    await this.#standby?.close();
     await this.deps.extensions?.close();
     if (this.#socketDir) await rm(this.#socketDir, { recursive: true, force: true });
   }

@@ -29,7 +29,7 @@ export {
 } from "./timeline-snapshots.js";
 export { listWalChunks, putWalChunk, readWalChunk, type WalChunk } from "./wal-chunks.js";
 export { resolveHistory, type ResolveHistoryOptions, type TimelineHistory, type WalPiece } from "./wal-history.js";
-export { endOfLastRecord, layDownWal, truncateWalAfter, type WalLayout } from "./wal-laydown.js";
+export { endOfLastRecord, layDownWal, truncateWalAfter, writeWalPiece, type WalLayout } from "./wal-laydown.js";
 export { WalShipper, type WalShipperOptions } from "./wal-shipper.js";
 export { resolveBranchPoint, type BranchPoint } from "./branch-point.js";
 export { collectGarbage, type CollectGarbageOptions, type GarbageReport } from "./collect-garbage.js";

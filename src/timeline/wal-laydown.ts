@@ -10,6 +10,8 @@ export interface WalLayout {
   readonly walDir: string;
   readonly pgTli: number;
   readonly segmentBytes: number;
+  /** Who new segment files belong to (the Postgres user), when not the caller. */
+  readonly owner?: { readonly uid: number; readonly gid: number };
 }
 
 /**
@@ -31,17 +33,31 @@ export async function layDownWal(
     await handle.truncate(layout.segmentBytes);
     await handle.close();
   }
-  await forEachConcurrently(pieces, options.concurrency, async (piece, signal) => {
-    const bytes = await readWalChunk(store, piece.chunk, signal);
-    const segno = piece.from / segment;
-    const handle = await open(segmentPath(layout, segno), "r+");
-    try {
-      const slice = bytes.subarray(Number(piece.from - piece.chunk.startLsn), Number(piece.to - piece.chunk.startLsn));
-      await handle.write(slice, 0, slice.length, Number(piece.from % segment));
-    } finally {
-      await handle.close();
-    }
-  }, options.signal);
+  await forEachConcurrently(pieces, options.concurrency, (piece, signal) => writeWalPiece(store, piece, layout, signal), options.signal);
+}
+
+/**
+ * Fetches one piece's chunk (verified) and writes its bytes into their
+ * segment file, creating the file zero-filled (owned by layout.owner) when
+ * it is not there yet; other bytes of an existing file are left as they are.
+ */
+export async function writeWalPiece(store: BlobStore, piece: WalPiece, layout: WalLayout, signal?: AbortSignal): Promise<void> {
+  const bytes = await readWalChunk(store, piece.chunk, signal);
+  const segment = BigInt(layout.segmentBytes);
+  const file = segmentPath(layout, piece.from / segment);
+  const handle = await open(file, "r+").catch(async (err: NodeJS.ErrnoException) => {
+    if (err.code !== "ENOENT") throw err;
+    const created = await open(file, "w+", 0o600);
+    await created.truncate(layout.segmentBytes);
+    if (layout.owner) await created.chown(layout.owner.uid, layout.owner.gid);
+    return created;
+  });
+  try {
+    const slice = bytes.subarray(Number(piece.from - piece.chunk.startLsn), Number(piece.to - piece.chunk.startLsn));
+    await handle.write(slice, 0, slice.length, Number(piece.from % segment));
+  } finally {
+    await handle.close();
+  }
 }
 
 /**
