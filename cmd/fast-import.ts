@@ -4,7 +4,8 @@ import { pino } from "pino";
 import { blobStoreOptionsFromEnv, openBlobStore } from "../src/blob/index.js";
 import { formatUsage, parseFlags, type FlagSpecs } from "../src/config/flags.js";
 import { UsageError } from "../src/config/usage-error.js";
-import { timelineIdPattern, timelinePrefix, type TimelineRef } from "../src/timeline/index.js";
+import { resourceIdProblem } from "../src/ids/index.js";
+import { timelinePrefix, type TimelineRef } from "../src/timeline/index.js";
 import { FastImportError, LogReporter, resolvePgBinaries, runFastImport, TtyReporter, formatBytes, type ImportReporter } from "../src/fastimport/index.js";
 
 const flags = {
@@ -98,7 +99,8 @@ function timelineOf(tenantId: string | undefined, timelineId: string | undefined
   if (tenantId === undefined && timelineId === undefined) return undefined;
   if (!tenantId || !timelineId) throw new UsageError("--tenant-id and --timeline-id go together; give both");
   for (const [flag, id] of [["--tenant-id", tenantId], ["--timeline-id", timelineId]] as const) {
-    if (!timelineIdPattern.test(id)) throw new UsageError(`${flag} ${JSON.stringify(id)} is not a valid id: use 1 to 64 of A-Z a-z 0-9 _ -`);
+    const problem = resourceIdProblem(id);
+    if (problem) throw new UsageError(`${flag} ${JSON.stringify(id)} ${problem}`);
   }
   return { tenantId, timelineId };
 }

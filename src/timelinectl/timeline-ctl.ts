@@ -1,9 +1,9 @@
-import { Code, ConnectError } from "@connectrpc/connect";
 import type { BlobStore, DeletedCounts } from "../blob/index.js";
 import {
-  collectGarbage, createBranch, deleteTimeline, listTenantTimelines, resolveHistory, timelineIdPattern,
+  collectGarbage, createBranch, deleteTimeline, listTenantTimelines, resolveHistory,
   type BranchPoint, type GarbageReport, type StoredTimeline, type TimelineMeta, type TimelineRef,
 } from "../timeline/index.js";
+import { checkResourceId } from "../ids/index.js";
 import type { CompiledTimelineCtlOptions } from "./timeline-ctl-options.js";
 
 /** A timeline as the control plane sees it. */
@@ -26,14 +26,14 @@ export class TimelineCtl {
   ) {}
 
   async list(tenantId: string): Promise<TimelineSummary[]> {
-    checkId("tenant_id", tenantId);
+    checkResourceId("tenant_id", tenantId);
     const timelines = await listTenantTimelines(this.store, tenantId);
     return Promise.all(timelines.map((t) => this.summarise(t)));
   }
 
   async branch(branch: TimelineRef, ancestorTimelineId: string, point: BranchPoint, signal?: AbortSignal): Promise<TimelineSummary> {
     checkRef(branch, "new_timeline_id");
-    checkId("ancestor_timeline_id", ancestorTimelineId);
+    checkResourceId("ancestor_timeline_id", ancestorTimelineId);
     const meta = await createBranch(this.store, branch, ancestorTimelineId, point, signal ? { signal } : {});
     return this.summarise({ meta, objects: 1, bytes: 0 });
   }
@@ -44,7 +44,7 @@ export class TimelineCtl {
   }
 
   async collectGarbage(tenantId: string, request: { readonly pitrRetentionMs?: number; readonly dryRun: boolean }): Promise<GarbageReport> {
-    checkId("tenant_id", tenantId);
+    checkResourceId("tenant_id", tenantId);
     return collectGarbage(this.store, tenantId, {
       pitrRetentionMs: request.pitrRetentionMs ?? this.options.pitrRetentionMs,
       fileChunkGraceMs: this.options.fileChunkGraceMs,
@@ -67,13 +67,7 @@ export class TimelineCtl {
   }
 }
 
-function checkId(field: string, value: string): void {
-  if (!timelineIdPattern.test(value)) {
-    throw new ConnectError(`${field} ${JSON.stringify(value)} is not a valid id: use 1 to 64 of A-Z a-z 0-9 _ -`, Code.InvalidArgument);
-  }
-}
-
 function checkRef(ref: TimelineRef, timelineField: string): void {
-  checkId("tenant_id", ref.tenantId);
-  checkId(timelineField, ref.timelineId);
+  checkResourceId("tenant_id", ref.tenantId);
+  checkResourceId(timelineField, ref.timelineId);
 }
