@@ -12,6 +12,7 @@ import {
 import { checkResourceId } from "../ids/index.js";
 import { describeEndpoint, validateEndpointRef, type EndpointIds } from "./endpoint-ref.js";
 import { endpointArchive } from "./endpoint-archive.js";
+import { EpufsMetrics } from "./epufs-metrics.js";
 import {
   endpointPrefix,
   fileKey,
@@ -91,6 +92,7 @@ export class Epufs {
   constructor(
     private readonly store: BlobStore,
     private readonly options: CompiledEpufsOptions,
+    readonly metrics: EpufsMetrics = new EpufsMetrics(),
   ) {}
 
   async putFile(
@@ -155,6 +157,7 @@ export class Epufs {
         signal,
         ...(input.size !== undefined ? { expectedBytes: input.size } : {}),
       });
+      this.metrics.bytesIn.inc(info.size);
       return toFileInfo(path, info);
     } catch (error) {
       if (error instanceof BlobTooLargeError) {
@@ -179,7 +182,7 @@ export class Epufs {
         return { info: toFileInfo(path, head), notModified: true };
       }
       const object = await this.store.get(key, signal ? { signal } : {});
-      return { info: toFileInfo(path, object.info), notModified: false, body: object.body };
+      return { info: toFileInfo(path, object.info), notModified: false, body: this.metrics.countOut("file", object.body) };
     } catch (error) {
       if (error instanceof BlobNotFoundError) throw fileNotFound(ids, path);
       throw blobErrorToConnect(error);
@@ -217,10 +220,10 @@ export class Epufs {
   ): AsyncIterable<Uint8Array> {
     const ids = validateEndpointRef(endpoint);
     requireEndpointAccess(claims, ids);
-    const store = this.store;
+    const { store, metrics } = this;
     return (async function* () {
       try {
-        yield* endpointArchive(store, pgdataPrefix(ids), signal);
+        yield* metrics.countOut("archive", endpointArchive(store, pgdataPrefix(ids), signal));
       } catch (error) {
         throw blobErrorToConnect(error);
       }
@@ -294,6 +297,7 @@ export class Epufs {
   }
 
   private overQuota(ids: EndpointIds, path: string, othersBytes: number, size?: number): ConnectError {
+    this.metrics.quotaRefusals.inc();
     const quota = formatBytes(this.options.endpointQuotaBytes);
     const what = size === undefined ? "does not fit" : `(${formatBytes(size)}) does not fit`;
     return new ConnectError(
