@@ -5,6 +5,7 @@ import { Code, ConnectError, createClient, type Client } from "@connectrpc/conne
 import { beforeAll, describe, expect, it } from "vitest";
 import { ExtensionStoreService, ReviewDecision, ReviewState } from "../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
 import { generateKeyFiles, type KeyFiles } from "../src/auth/index.js";
+import { createExtensionStoreDownloader } from "../src/computectl/extensions/bundle-downloader.js";
 import { createClientTransport } from "../src/server/index.js";
 import { collectDownload, publicHeader, publishRequests, sha256Of } from "./fixtures/extstore/extstore-harness.js";
 import { rawTar, validBundleEntries } from "./fixtures/extstore/raw-tar.js";
@@ -118,5 +119,25 @@ describe("download tokens across two ExtensionStore replicas on one s3rver bucke
     expect((refused as ConnectError).code).toBe(Code.Unauthenticated);
     expect((refused as ConnectError).message).toContain(`signed with key "${key1!.kid}", which this extension store does not know`);
     expect(await download(atA!, signedWithKey2)).toBe(sha256);
+  });
+});
+
+describe("compute-ctl's bundle downloader with two ExtensionStore replicas", () => {
+  it("downloads through the live replica after the one it used is killed", async () => {
+    const [a, b] = await twoReplicas(environment.stores[0]!, "failover");
+    const [admin] = await adminClients([a!]);
+    const { extension } = await admin!.publishExtension(publishRequests(publicHeader("failover"), bundleOf("failover")));
+    const { sha256 } = extension!;
+    await admin!.reviewExtension({ name: "failover", sha256, decision: ReviewDecision.APPROVE });
+    const { token } = await admin!.issueDownloadToken({ tenantId: "t1", endpointId: "ep1", sha256: [sha256] });
+    const download = createExtensionStoreDownloader({ addr: `${a!.addr},${b!.addr}`, downloadToken: token, timeoutMs: 30_000 });
+    const fetch = async () => {
+      const chunks: Uint8Array[] = [];
+      for await (const chunk of download(sha256, new AbortController().signal)) chunks.push(chunk);
+      return sha256Of(Buffer.concat(chunks));
+    };
+    expect(await fetch()).toBe(sha256);
+    await a!.kill();
+    expect(await fetch()).toBe(sha256);
   });
 });
