@@ -1,10 +1,19 @@
-import { Code } from "@connectrpc/connect";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { Code, createClient } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ReviewDecision } from "../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
+import { TimelineService } from "../gen/pgmesh/timeline/v1/timeline_pb.js";
+import { openBlobStore, type BlobStore } from "../src/blob/index.js";
+import { createClientTransport, serviceOf, type ServerHandle } from "../src/server/index.js";
+import { compileTimelineCtlOptions, createTimelineHandlers, TimelineCtl } from "../src/timelinectl/index.js";
 import { startExtStoreHarness, type ExtStoreHarness } from "./fixtures/extstore/extstore-harness.js";
 import { callFailure } from "./helpers/call-failure.js";
 import { endpointRef, getFile } from "./helpers/epufs-calls.js";
 import { startEpufsTestServer, type EpufsTestServer } from "./helpers/epufs-server.js";
+import { startTestServer } from "./helpers/test-server.js";
 
 /** 100 KB of input: echoed whole, it would not fit the response's headers. */
 const huge = "a".repeat(100_000);
@@ -44,6 +53,31 @@ describe("ExtensionStore errors on 100 KB input", () => {
     ["a tenant id", () => h.controlPlane.grantExtension({ name: "alpha", tenantId: huge })],
   ])("answer INVALID_ARGUMENT quoting a bounded part of %s", async (_what, call) => {
     const error = await callFailure(call);
+    expect(Code[error.code], error.rawMessage.slice(0, 200)).toBe("InvalidArgument");
+    expect(error.rawMessage.length).toBeLessThan(maxMessageChars);
+    expect(error.rawMessage).toMatch(/… \(100\d{3} characters\)/);
+  });
+});
+
+describe("TimelineService errors on 100 KB input", () => {
+  let dir: string;
+  let store: BlobStore;
+  let server: ServerHandle;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "pgmesh-bounded-"));
+    store = await openBlobStore(pathToFileURL(dir).href);
+    const ctl = new TimelineCtl(store, compileTimelineCtlOptions());
+    server = await startTestServer({ services: [serviceOf({ service: TimelineService, impl: createTimelineHandlers(ctl) })] });
+  });
+  afterAll(async () => {
+    await server?.close();
+    await store?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("answer INVALID_ARGUMENT quoting a bounded part of a tenant id", async () => {
+    const client = createClient(TimelineService, createClientTransport({ baseUrl: server.url }));
+    const error = await callFailure(client.listTimelines({ tenantId: huge }));
     expect(Code[error.code], error.rawMessage.slice(0, 200)).toBe("InvalidArgument");
     expect(error.rawMessage.length).toBeLessThan(maxMessageChars);
     expect(error.rawMessage).toMatch(/… \(100\d{3} characters\)/);
