@@ -181,7 +181,9 @@ if ((run_tests)); then
   set +e; in_root bash -c 'cd /work/pgmesh && exec bash scripts/test.sh' >"$logs/test.log" 2>&1; test_status=$?; set -e
   ((test_status == 0)) || failed=1
   note "bash scripts/test.sh" "exit $test_status after $(elapsed $start); $(grep '^vitest: ' "$logs/test.log" | tail -1)"
-  [ "$test_status" = 0 ] || grep -E "^(failed outside its tests| FAIL )" "$logs/test.log" | sort -u | head -10 | sed 's/^/      /' >>"$logs/test-failures.txt" || true
+  if [ "$test_status" != 0 ]; then # vitest colours its lines: strip the escapes before matching
+    sed 's/\x1b\[[0-9;]*m//g' "$logs/test.log" | grep -E "^(failed outside its tests| FAIL )" | sort -u | head -10 | sed 's/^/      /' >"$logs/test-failures.txt" || true
+  fi
   [ -s "$logs/test-failures.txt" ] && summary+=("$(cat "$logs/test-failures.txt")")
   left=$(chroot_pids)
   [ -z "$left" ] || { failed=1; note "left running after the tests" "$(ps -o pid=,args= -p "$(echo $left | tr ' ' ,)" | head -5)"; }
