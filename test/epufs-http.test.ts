@@ -1,4 +1,5 @@
 import { request } from "node:http";
+import { SignJWT } from "jose";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { content } from "./helpers/epufs-calls.js";
 import { startEpufsTestServer, type EpufsTestServer } from "./helpers/epufs-server.js";
@@ -143,7 +144,7 @@ describe.each(["local directory", "S3 (s3rver)"])("Epufs HTTP routes over %s", (
     });
   });
 
-  it("deletes an endpoint, a timeline and a tenant, answering JSON counts", async () => {
+  it("deletes an endpoint, a timeline and a tenant, answering the RFC's body with what was deleted", async () => {
     const put = async (tenant: string, timeline: string, endpoint: string, size: number) => {
       const path = `/tenants/${tenant}/timelines/${timeline}/endpoints/${endpoint}/pgdata/${PGSTAT}`;
       expect((await http(epufs.url, "POST", path, { token: controlPlane, body: content(size, 7) })).status).toBe(200);
@@ -153,15 +154,15 @@ describe.each(["local directory", "S3 (s3rver)"])("Epufs HTTP routes over %s", (
     await put(T, "timeline2", E, 30);
     await put("tenant2", TL, E, 40);
     const endpoint = await http(epufs.url, "DELETE", base, { token: controlPlane });
-    expect([endpoint.status, endpoint.json()]).toEqual([200, { files: 1, bytes: 10 }]);
+    expect([endpoint.status, endpoint.json()]).toEqual([200, { tenant: T, timeline: TL, endpoint: E, deleted: { files: 1, bytes: 10 } }]);
     const timeline = await http(epufs.url, "DELETE", `/tenants/${T}/timelines/${TL}`, { token: controlPlane });
-    expect([timeline.status, timeline.json()]).toEqual([200, { files: 1, bytes: 20 }]);
+    expect([timeline.status, timeline.json()]).toEqual([200, { tenant: T, timeline: TL, deleted: { files: 1, bytes: 20 } }]);
     const tenant = await http(epufs.url, "DELETE", `/tenants/${T}`, { token: controlPlane });
-    expect([tenant.status, tenant.json()]).toEqual([200, { files: 1, bytes: 30 }]);
+    expect([tenant.status, tenant.json()]).toEqual([200, { tenant: T, deleted: { files: 1, bytes: 30 } }]);
     expect((await epufs.store.list("")).items.map((item) => item.size)).toEqual([40]);
   });
 
-  it("maps errors to HTTP statuses and stores nothing", async () => {
+  it("maps errors to HTTP statuses as connect does (RESOURCE_EXHAUSTED is 413) and stores nothing", async () => {
     const statusOf = async (method: string, path: string, token?: string, body?: Uint8Array) =>
       (await http(epufs.url, method, path, { ...(token ? { token } : {}), ...(body ? { body } : {}) })).status;
     expect(await statusOf("POST", `${base}/pgdata/${PGSTAT}`, undefined, content(5, 1))).toBe(401);
@@ -171,7 +172,7 @@ describe.each(["local directory", "S3 (s3rver)"])("Epufs HTTP routes over %s", (
     expect(await statusOf("DELETE", base, compute)).toBe(403);
     expect(await statusOf("POST", `${base}/pgdata/../../x`, compute, content(5, 1))).toBe(400);
     expect(await statusOf("POST", `${base}/pgdata/%2e%2e/x`, compute, content(5, 1))).toBe(400);
-    expect(await statusOf("POST", `${base}/pgdata/postgresql.conf`, compute, content(5, 1))).toBe(412);
+    expect(await statusOf("POST", `${base}/pgdata/postgresql.conf`, compute, content(5, 1))).toBe(400);
     expect(await statusOf("POST", `${base}/pgdata/${PGSTAT}`, compute, content(1024 * 1024 + 1, 1))).toBe(413);
     expect(await statusOf("PATCH", `${base}/pgdata/${PGSTAT}`, compute)).toBe(405);
     expect(await statusOf("GET", `/tenants/${T}`, controlPlane)).toBe(405);
@@ -212,5 +213,48 @@ describe("Epufs HTTP routes and bad percent-encoding", () => {
     const refused = await http(epufs.url, method, path);
     expect(refused.status).toBe(400);
     expect(refused.json()).toMatchObject({ code: "invalid_argument", message: expect.stringContaining("percent-encoding") });
+  });
+});
+
+describe("Epufs with Neon's endpoint_storage routes", () => {
+  let epufs: EpufsTestServer;
+  const neonBase = `/${T}/${TL}/${E}`;
+  /** A token as Neon's control plane mints it: ids and exp, no scope. */
+  const neonToken = (claims: Record<string, string>) =>
+    new SignJWT(claims).setProtectedHeader({ alg: "EdDSA", kid: keys.signingKey.kid }).setExpirationTime("1h").sign(keys.signingKey.key);
+
+  beforeEach(async () => {
+    epufs = await startEpufsTestServer({ keys });
+  });
+  afterEach(() => epufs.close());
+
+  it("stores, reads and deletes a file with a token whose tenant_id, timeline_id and endpoint_id equal the route", async () => {
+    const token = await neonToken({ tenant_id: T, timeline_id: TL, endpoint_id: E });
+    expect((await http(epufs.url, "PUT", `${neonBase}/${PGSTAT}`, { token, body: content(42, 3) })).status).toBe(200);
+    const read = await http(epufs.url, "GET", `${neonBase}/${PGSTAT}`, { token });
+    expect([read.status, read.body]).toEqual([200, Buffer.from(content(42, 3))]);
+    expect((await http(epufs.url, "DELETE", `${neonBase}/${PGSTAT}`, { token })).status).toBe(200);
+    expect((await http(epufs.url, "GET", `${neonBase}/${PGSTAT}`, { token })).status).toBe(404);
+  });
+
+  it("answers 401 to a token for another endpoint, and stores nothing", async () => {
+    const other = await neonToken({ tenant_id: T, timeline_id: TL, endpoint_id: "ep-two" });
+    const refused = await http(epufs.url, "PUT", `${neonBase}/${PGSTAT}`, { token: other, body: content(5, 1) });
+    expect(refused.status).toBe(401);
+    expect(refused.json()).toMatchObject({ message: `the token's endpoint_id claim is "ep-two", but this route needs "${E}"` });
+    expect((await epufs.store.list("")).items).toEqual([]);
+  });
+
+  it("deletes a tenant's files with a token naming only that tenant, and refuses one that also names a timeline", async () => {
+    const token = await neonToken({ tenant_id: T, timeline_id: TL, endpoint_id: E });
+    await http(epufs.url, "PUT", `${neonBase}/${PGSTAT}`, { token, body: content(10, 2) });
+    const timelineToken = await neonToken({ tenant_id: T, timeline_id: TL });
+    expect((await http(epufs.url, "DELETE", `/${T}`, { token: timelineToken })).status).toBe(401);
+    const deleted = await http(epufs.url, "DELETE", `/${T}`, { token: await neonToken({ tenant_id: T }) });
+    expect([deleted.status, deleted.json()]).toEqual([200, { tenant: T, deleted: { files: 1, bytes: 10 } }]);
+  });
+
+  it("answers GET /status with 200", async () => {
+    expect((await http(epufs.url, "GET", "/status")).status).toBe(200);
   });
 });

@@ -6,6 +6,12 @@ import type { VerifyKey, VerifyKeySet } from "./verify-key-set.js";
 /** Verifies bearer tokens and returns their claims, or throws AuthError. */
 export interface TokenVerifier {
   verify(token: string): Promise<Claims>;
+  /**
+   * Verifies signature, algorithm, exp and iat as verify() does, and returns
+   * the payload as it is: for routes that judge other claims than pgmesh's
+   * scope (Neon's endpoint_storage claims).
+   */
+  verifyPayload(token: string): Promise<JWTPayload>;
 }
 
 export interface TokenVerifierOptions {
@@ -33,8 +39,10 @@ export function createTokenVerifier(keySet: VerifyKeySet, options: TokenVerifier
   const now = options.now ?? Date.now;
   const byKid = new Map(keySet.keys.map((k) => [k.kid, k]));
 
-  return {
-    async verify(token: string): Promise<Claims> {
+  const verifier: TokenVerifier = {
+    verify: async (token) => toClaims(await verifier.verifyPayload(token)),
+
+    async verifyPayload(token: string): Promise<JWTPayload> {
       checkBearerTokenSize(token);
       const kid = readKid(token);
       const named = kid === undefined ? undefined : byKid.get(kid);
@@ -53,7 +61,7 @@ export function createTokenVerifier(keySet: VerifyKeySet, options: TokenVerifier
             currentDate: new Date(now()),
           });
           refuseIssuedInFuture(payload, now(), clockTolerance);
-          return toClaims(payload);
+          return payload;
         } catch (err) {
           if (!(err instanceof errors.JWSSignatureVerificationFailed)) throw toAuthError(err);
           lastError = err;
@@ -62,6 +70,7 @@ export function createTokenVerifier(keySet: VerifyKeySet, options: TokenVerifier
       throw kid !== undefined && named === undefined ? unknownKey() : toAuthError(lastError);
     },
   };
+  return verifier;
 }
 
 /** jose checks iat only against a maximum age: a token minted by a signer whose clock runs ahead is refused here. */
