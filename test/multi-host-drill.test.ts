@@ -1,11 +1,12 @@
 /**
  * The multi-host drill: every component on its own host with its own address
  * (network namespaces on one bridge), reached by address, never loopback. It
- * starts a compute, creates an extension on demand, kills a replica,
- * partitions hosts and heals them, and checks that the compute keeps serving,
- * that a start without Epufs succeeds and says so, that CREATE EXTENSION
- * without a store fails within its timeout and succeeds after healing, and
- * that nothing is left behind. Prints a table of what it did.
+ * starts a compute whose spec lists both replicas of each store, creates an
+ * extension on demand, kills a replica, partitions hosts and heals them, and
+ * checks that the compute keeps serving and fails over, that a start without
+ * Epufs succeeds and says so, that CREATE EXTENSION without a store fails
+ * within its timeout and succeeds after healing, and that nothing is left
+ * behind. Prints a table of what it did.
  */
 import { execa } from "execa";
 import { readFile, rm, writeFile } from "node:fs/promises";
@@ -36,7 +37,7 @@ const ids = { tenant_id: "tenant-drill", timeline_id: "timeline-drill", endpoint
 const pgPort = 5432;
 const extensionTimeoutMs = 4000;
 /** The extensions the compute's Postgres install lacks: only a download over the network brings them. */
-const downloaded = ["hstore", "cube"];
+const downloaded = ["hstore", "seg", "cube"];
 
 interface DrillRow {
   readonly step: string;
@@ -90,13 +91,14 @@ describe("multi-host drill", () => {
   const client = <S extends DescService>(service: S, host: VirtualHost, port: number, token: string): Client<S> =>
     createClient(service, createClientTransport({ baseUrl: url(host, port), token, defaultTimeoutMs: 10_000 }));
 
-  function spec(options: { readonly store: VirtualHost; readonly allow: readonly string[] }): string {
+  /** The compute's spec: both replicas of each store, the extensions in `allow` granted. */
+  function spec(allow: readonly string[]): string {
     const remote = JSON.parse(remoteExtensionsJson) as {
       public_extensions: string[]; library_index: Record<string, string>; extension_data: Record<string, unknown>;
     };
-    remote.public_extensions = remote.public_extensions.filter((e) => options.allow.includes(e));
-    remote.library_index = Object.fromEntries(Object.entries(remote.library_index).filter(([, e]) => options.allow.includes(e)));
-    remote.extension_data = Object.fromEntries(Object.entries(remote.extension_data).filter(([e]) => options.allow.includes(e)));
+    remote.public_extensions = remote.public_extensions.filter((e) => allow.includes(e));
+    remote.library_index = Object.fromEntries(Object.entries(remote.library_index).filter(([, e]) => allow.includes(e)));
+    remote.extension_data = Object.fromEntries(Object.entries(remote.extension_data).filter(([e]) => allow.includes(e)));
     return JSON.stringify({
       format_version: 1.0,
       cluster: {
@@ -105,11 +107,11 @@ describe("multi-host drill", () => {
       },
       ...ids,
       remote_extensions: remote,
-      endpoint_storage_addr: `${hosts.epufsA.address}:7102`,
+      endpoint_storage_addr: `${hosts.epufsA.address}:7102,${hosts.epufsB.address}:7102`,
       endpoint_storage_token: computeToken,
       pgmesh: {
         base_data: { source: "initdb" },
-        extension_store: { addr: `${options.store.address}:7101`, download_token: downloadToken },
+        extension_store: { addr: `${hosts.storeA.address}:7101,${hosts.storeB.address}:7101`, download_token: downloadToken },
         port: pgPort,
       },
     });
@@ -202,7 +204,7 @@ describe("multi-host drill", () => {
   });
 
   it("starts a compute whose Postgres and compute-ctl serve on its own address", async () => {
-    const { error } = await step("start compute (store-a, epufs-a)", () => startCompute(spec({ store: hosts.storeA, allow: ["hstore"] })), () => "running");
+    const { error } = await step("start compute", () => startCompute(spec(["hstore"])), () => "running");
     expect(error).toBe("");
     expect(await serving()).toBe(1); // plpgsql
   });
@@ -215,16 +217,23 @@ describe("multi-host drill", () => {
     expect(value).toBe("1");
   });
 
-  it("keeps serving when the store replica it downloads from is killed", async () => {
+  it("keeps serving when a store replica is killed, and downloads from the other", async () => {
     await step("kill store-a (SIGKILL)", () => processes.get("store-a")!.kill("SIGKILL"), () => "killed");
     const extensions = await step("query the compute", serving, (n) => `serving, ${n} extensions`);
     expect(extensions).toBe(2);
+    const ctl = client(ComputeCtlService, hosts.compute, 7103, controlToken);
+    await step("grant seg", () => ctl.configure({ specJson: spec(["hstore", "seg"]) }), () => "configured");
+    const value = await step("CREATE EXTENSION seg", () => asAlice(async (db) => {
+      await db.query("CREATE EXTENSION seg");
+      return (await db.query<{ v: string }>("SELECT '1 .. 2'::seg::text AS v")).rows[0]!.v;
+    }), (v) => `seg works (${v}), from store-b`);
+    expect(value).toBe("1 .. 2");
   });
 
   it("fails CREATE EXTENSION within its timeout while no store is reachable, and leaves the session usable", async () => {
     const ctl = client(ComputeCtlService, hosts.compute, 7103, controlToken);
     await step("partition store-b (link down)", () => hosts.storeB.disconnect(), () => "no store reachable");
-    await step("grant cube, re-point at store-b", () => ctl.configure({ specJson: spec({ store: hosts.storeB, allow: downloaded }) }), () => "configured");
+    await step("grant cube", () => ctl.configure({ specJson: spec(downloaded) }), () => "configured");
     const started = performance.now();
     const outcome = await step("CREATE EXTENSION cube", () => asAlice(async (db) => {
       const error = await db.query("CREATE EXTENSION cube").then(() => undefined, (err: Error) => err);
@@ -270,7 +279,7 @@ describe("multi-host drill", () => {
       await hosts.epufsA.disconnect();
       await hosts.epufsB.disconnect();
     }, () => "no Epufs reachable");
-    const { error } = await step("start compute", () => startCompute(spec({ store: hosts.storeA, allow: downloaded })), (r) => `running; ${r.error}`);
+    const { error } = await step("start compute", () => startCompute(spec(downloaded)), (r) => `running; ${r.error}`);
     expect(error).toMatch(/^endpoint storage unavailable .*; started without saved files/);
     expect(await serving()).toBeGreaterThanOrEqual(1);
   });
