@@ -467,6 +467,13 @@ describe.each([localBackend, s3Backend])("blob store contract: $name", (backend)
       }
     });
 
+    it("aborts the holder's action when its lease runs out", async () => {
+      const outlived = withBlobLease(store, "leases/z/", { leaseMs: 50 }, (signal) =>
+        new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason), { once: true })),
+      );
+      await expect(outlived).rejects.toMatchObject({ name: "TimeoutError" });
+    });
+
     it("takes over a lease whose holder died, once it expired", async () => {
       const dead = { holder: "crashed replica", expires_at_ms: Date.now() - 1000 };
       await store.put("leases/y/000000000001", chunksOf(text(JSON.stringify(dead))));

@@ -45,11 +45,17 @@ export async function withBlobLease<T>(
 ): Promise<T> {
   const holder = randomUUID();
   const { key, expiresAtMs } = await acquire(store, prefix, holder, options);
-  const expiry = AbortSignal.timeout(Math.max(0, expiresAtMs - Date.now()));
-  const signal = options.signal ? AbortSignal.any([options.signal, expiry]) : expiry;
+  // A timer of our own, not AbortSignal.timeout(): on Node 20 one inside AbortSignal.any() can be collected and never fire.
+  const expiry = new AbortController();
+  const timer = setTimeout(
+    () => expiry.abort(new DOMException(`the lease ${key} ran out after ${options.leaseMs} ms`, "TimeoutError")),
+    Math.max(0, expiresAtMs - Date.now()),
+  );
+  const signal = options.signal ? AbortSignal.any([options.signal, expiry.signal]) : expiry.signal;
   try {
     return await action(signal);
   } finally {
+    clearTimeout(timer);
     const record = await readRecord(store, key).catch(() => undefined);
     if (record?.holder === holder) await store.delete(key).catch(() => undefined);
   }
