@@ -4,7 +4,7 @@ import path from "node:path";
 import { WalRedoService } from "../gen/pgmesh/walredo/v1/walredo_pb.js";
 import { compileServerConfig, defineFlags, exitUnlessWritableDirs, parseCommandLine, serverFlags, UsageError } from "../src/config/index.js";
 import { createLogger, loadServerAuth, serviceOf, startServer } from "../src/server/index.js";
-import { compileWalRedoOptions, createWalRedoService, RedoProcessPool, WalRedoOptionsError } from "../src/walredo/index.js";
+import { compileWalRedoOptions, createWalRedoService, processPoolMetrics, RedoProcessPool, WalRedoOptionsError } from "../src/walredo/index.js";
 
 const flags = defineFlags({
   ...serverFlags("walredo"),
@@ -68,6 +68,7 @@ const server = await startServer({
   logger,
   services: [serviceOf({ service: WalRedoService, impl: createWalRedoService(options, pool) })],
   readMaxBytes: 256 * 1024 * 1024,
+  metrics: processPoolMetrics(pool),
 });
 logger.info({ url: server.url, bundle: options.bundleDir ?? "(system binaries, redo unavailable)", maxProcesses: options.maxProcesses }, "walredo serving");
 

@@ -10,7 +10,7 @@ import { pino, type Logger } from "pino";
 import { create } from "@bufbuild/protobuf";
 import { RedoRequestSchema, WalRedoService, type RedoRequest } from "../gen/pgmesh/walredo/v1/walredo_pb.js";
 import { createClientTransport, serviceOf, type ServerHandle } from "../src/server/index.js";
-import { compileWalRedoOptions, createWalRedoService, RedoProcessPool, type WalRedoOptions } from "../src/walredo/index.js";
+import { compileWalRedoOptions, createWalRedoService, processPoolMetrics, RedoProcessPool, type WalRedoOptions } from "../src/walredo/index.js";
 import { ensureTestBundle } from "./bundle-fixture.js";
 import { startTestServer } from "./helpers/test-server.js";
 import type { PageCase, WalWorkload } from "./walredo-workload.js";
@@ -32,6 +32,7 @@ export async function startWalRedoHarness(options: Omit<WalRedoOptions, "logger"
   const server = await startTestServer({
     services: [serviceOf({ service: WalRedoService, impl: createWalRedoService(compiled, pool) })],
     readMaxBytes: 64 * 1024 * 1024,
+    metrics: processPoolMetrics(pool),
   });
   const client = createClient(WalRedoService, createClientTransport({ baseUrl: server.url, readMaxBytes: 64 * 1024 * 1024 }));
   return {

@@ -108,6 +108,16 @@ describe("WalRedo service", () => {
       expect(maskPage(c.relation.kind, page, c.blockNumber).equals(maskPage(c.relation.kind, c.finalPage, c.blockNumber))).toBe(true);
     });
 
+    it("reports its processes, spawns and exits on /metrics", async () => {
+      await harness.client.redoPage(unary(pageCaseRequest(workload, cases[0]!)));
+      const { processes, spawns, exits } = harness.pool.stats;
+      const text = await (await fetch(`${harness.server.url}/metrics`)).text();
+      expect(text).toContain(`pgmesh_walredo_processes ${processes}`);
+      expect(text).toContain(`pgmesh_walredo_spawns_total ${spawns}`);
+      expect(text).toContain(`pgmesh_walredo_exits_total ${exits}`);
+      expect(processes).toBeGreaterThan(0);
+    });
+
     it("answers RedoPage with the same page as the stream", async () => {
       const c = cases[0]!;
       const { page } = await harness.client.redoPage(unary(pageCaseRequest(workload, c)));

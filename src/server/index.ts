@@ -14,3 +14,4 @@ export {
   type ServiceRegistration,
 } from "./server-options.js";
 export { startServer, type ServerHandle } from "./start-server.js";
+export { statsMetrics, type StatMetric } from "./stats-metrics.js";
