@@ -173,7 +173,7 @@ describe("ExtensionStore node-local cache", () => {
     expect((error as ConnectError).rawMessage).toContain(h.server.url);
   });
 
-  it("streams a miss to the caller while the upstream fetch is still writing it", async () => {
+  it("streams a miss to the caller while the upstream fetch is still writing it, which a replica opening the directory leaves alone", async () => {
     // The upstream response is held after its first chunk until the test lets it go on.
     let release!: () => void;
     const released = new Promise<void>((resolve) => (release = resolve));
@@ -212,6 +212,14 @@ describe("ExtensionStore node-local cache", () => {
       expect(firstChunk.value?.msg.case).toBe("chunk");
       // The fetch is still in flight: nothing is in place in the cache yet.
       expect((await readdir(dir)).filter((f) => f.endsWith(".tar"))).toEqual([]);
+      // A replica opening the same directory now must leave the live fetch's partial file alone.
+      await BundleCache.open({
+        dir,
+        maxBytes: 10 * bundleBytes,
+        upstream: createClient(ExtensionStoreService, createClientTransport({ baseUrl: "http://127.0.0.1:1" })),
+        verifyKeys: [],
+        logger: pino({ level: "silent" }),
+      });
       release();
       const rest = await collectDownload({ [Symbol.asyncIterator]: () => stream });
       const first = firstChunk.value!.msg.value as Uint8Array;

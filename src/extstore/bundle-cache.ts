@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from "node:crypto";
+import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, open, readdir, readFile, rename, stat, unlink, utimes, writeFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
@@ -13,6 +13,7 @@ import {
   type ExtensionStoreService,
   type ExtensionVersion,
 } from "../../gen/pgmesh/extensionstore/v1/extension_store_pb.js";
+import { removeOrphanedSpoolFiles, spoolFilePath } from "../blob/index.js";
 import { maxChunkBytes, splitChunks } from "../server/index.js";
 import { requireNamedBundle, verifyDownloadToken, type DownloadVerifyKey } from "./download-token.js";
 import { checkSha256 } from "./check-sha256.js";
@@ -50,7 +51,8 @@ interface CachedBundle {
 
 const infoSuffix = ".info.binpb";
 const tarSuffix = ".tar";
-const partMarker = ".part-";
+/** How an older version named partial downloads (no owner in the name): dropped at open. */
+const legacyPartMarker = ".part-";
 
 /**
  * The node-local cache mode of the extension store: serves DownloadBundle
@@ -80,10 +82,12 @@ export class BundleCache {
     }
     const cache = new BundleCache(options);
     await mkdir(options.dir, { recursive: true });
+    // Partial downloads of a killed process; a live one's (another replica sharing the dir) stay.
+    await removeOrphanedSpoolFiles(options.dir);
     const found: { sha256: string; size: number; mtimeMs: number; info: ExtensionVersion }[] = [];
     for (const name of await readdir(options.dir)) {
       const path = join(options.dir, name);
-      if (name.includes(partMarker)) {
+      if (name.includes(legacyPartMarker)) {
         await unlink(path).catch(() => undefined);
         continue;
       }
@@ -220,7 +224,7 @@ export class BundleCache {
   private fetchShared(sha256: string, downloadToken: string): UpstreamFetch {
     let fetch = this.inflight.get(sha256);
     if (fetch === undefined) {
-      const started = new UpstreamFetch(sha256, join(this.options.dir, `${sha256}${tarSuffix}${partMarker}${randomUUID()}`));
+      const started = new UpstreamFetch(sha256, spoolFilePath(this.options.dir, "fetch"));
       this.inflight.set(sha256, started);
       void this.fetch(sha256, downloadToken, started).finally(() => this.inflight.delete(sha256));
       fetch = started;
