@@ -1,4 +1,4 @@
-import { readdir, stat } from "node:fs/promises";
+import { readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -52,10 +52,10 @@ describe("Compute on a timeline", () => {
     return compute;
   }
 
-  /** Waits until the timeline in the file store is durable up to the compute's current WAL flush position. */
-  async function waitUntilShipped(compute: Compute, timelineId: string): Promise<void> {
+  /** Waits until the timeline in the store is durable up to the compute's current WAL flush position. */
+  async function waitUntilShipped(compute: Compute, timelineId: string, storage = fileStore): Promise<void> {
     const flushed = parseLsn((await sql<{ lsn: string }>(compute, "SELECT pg_current_wal_flush_lsn()::text AS lsn"))[0]!.lsn);
-    const store = await openBlobStore(fileStore);
+    const store = await openBlobStore(storage);
     try {
       while ((await resolveHistory(store, { tenantId: "tenant1", timelineId })).durableEnd < flushed) await delay(50);
     } finally {
@@ -157,6 +157,59 @@ describe("Compute on a timeline", () => {
     await c.waitUntilRunning();
     expect((await sql<{ who: string }>(c, "SELECT who FROM t ORDER BY who")).map((r) => r.who)).toEqual(["a before b", "b"]);
     await c.terminate("fast");
+  });
+
+  it("lets two computes racing to start a new timeline never both keep their writes", async () => {
+    const timelineId = `race-${++timelines}`;
+    const [a, b] = await Promise.all([
+      start("race-a", fileStore, timelineId, { computeId: "race-a" }),
+      start("race-b", fileStore, timelineId, { computeId: "race-b" }),
+    ]);
+    const write = async (compute: Compute, who: string) => {
+      const settled = await compute.state.waitFor((s) => s.state === "running" || s.state === "failed");
+      if (settled.state !== "running") return;
+      await sql(compute, `CREATE TABLE IF NOT EXISTS t (who text); INSERT INTO t VALUES ('${who}')`).catch(() => undefined);
+    };
+    await Promise.all([write(a, "a"), write(b, "b")]);
+    // The older generation learns of the newer claim at its next ship and stops.
+    if ([a, b].every((compute) => compute.state.state === "running")) {
+      await Promise.race([a, b].map((compute) => compute.state.waitFor((s) => s.state === "failed")));
+    }
+    const survivors = [a, b].filter((compute) => compute.state.state === "running");
+    expect(survivors).toHaveLength(1);
+    const survivor = survivors[0] === a ? "a" : "b";
+    await survivors[0]!.terminate("fast");
+
+    const c = await start("race-c", fileStore, timelineId);
+    await c.waitUntilRunning();
+    expect(await sql<{ who: string }>(c, "SELECT who FROM t")).toEqual([{ who: survivor }]);
+    await c.terminate("fast");
+  });
+
+  it("keeps running while the store is down, says so in its status, and ships the WAL once the store is back", async () => {
+    const timelineId = `outage-${++timelines}`;
+    const storeDir = path.join(tmp.dir, "outage-store");
+    const storage = `file://${storeDir}`;
+    const a = await start("outage-a", storage, timelineId);
+    await a.waitUntilRunning();
+    await sql(a, "CREATE TABLE t (id int)");
+    // The store's directory replaced by a file: every put fails.
+    await rename(storeDir, `${storeDir}.away`);
+    await writeFile(storeDir, "");
+    await sql(a, "INSERT INTO t SELECT generate_series(1, 100)");
+    const warned = await a.state.waitFor((s) => s.error.includes("is behind"));
+    expect(warned.state).toBe("running");
+    expect(warned.error).toContain(`WAL shipping to timeline tenant1/${timelineId} is behind at`);
+    await rm(storeDir);
+    await rename(`${storeDir}.away`, storeDir);
+    await waitUntilShipped(a, timelineId, storage);
+    process.kill(a.postgres!.pid, "SIGKILL");
+    await a.state.waitFor((s) => s.state === "failed");
+
+    const b = await start("outage-b", storage, timelineId);
+    await b.waitUntilRunning();
+    expect(await sql(b, "SELECT count(*)::int AS n FROM t")).toEqual([{ n: 100 }]);
+    await b.terminate("fast");
   });
 
   it("fails a start whose store is down with an error naming the timeline, and leaves no PGDATA", async () => {
