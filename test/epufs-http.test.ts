@@ -209,6 +209,7 @@ describe("Epufs HTTP routes and bad percent-encoding", () => {
     ["DELETE", "/tenants/%c0%ae"],
     ["DELETE", `/tenants/${T}/timelines/%E0%A4%A`],
     ["GET", `${base}/pgdata/pg_stat/%ff.stat`],
+    ["GET", `/${T}/${TL}/${E}/pg_stat/%ff.stat`],
   ])("answers 400 naming the bad segment for %s %s, even without a token", async (method, path) => {
     const refused = await http(epufs.url, method, path);
     expect(refused.status).toBe(400);
