@@ -49,7 +49,9 @@ describe("multi-host drill", () => {
   const rows: DrillRow[] = [];
   const network = new VirtualNetwork();
   const hosts = {} as Record<"s3" | "epufsA" | "epufsB" | "storeA" | "storeB" | "walredo" | "compute", VirtualHost>;
+  /** The running process of each name (a restart replaces it); every one started, for clean-up after a failure. */
   const processes = new Map<string, MeshProcess>();
+  const everyProcess: MeshProcess[] = [];
   /** Every pid the drill started, and their descendants (Postgres, walredo processes): none may outlive it. */
   const pids = new Set<number>();
   /** The SysV segments of every Postgres the compute ran. */
@@ -84,6 +86,7 @@ describe("multi-host drill", () => {
     };
     const started = await startMeshProcess(options);
     processes.set(name, started);
+    everyProcess.push(started);
     pids.add(started.pid);
     return started;
   }
@@ -194,7 +197,7 @@ describe("multi-host drill", () => {
 
   afterAll(async () => {
     for (const host of network.hosts) await host.reconnect().catch(() => undefined);
-    for (const process of [...processes.values()].reverse()) await process.kill("SIGKILL");
+    for (const process of everyProcess.reverse()) await process.kill("SIGKILL");
     await s3?.stop();
     await network.remove();
     await keys?.remove();

@@ -25,6 +25,8 @@ export class VirtualNetwork {
   readonly #id = randomBytes(3).toString("hex");
   readonly #subnet = `10.${randomInt(200, 250)}.${randomInt(0, 256)}`;
   readonly #hosts: VirtualHost[] = [];
+  /** The bridge's end of each host's veth pair. */
+  readonly #links: string[] = [];
   readonly #bridge = `pgm${this.#id}br`;
   readonly #removeAtExit = (): void => this.#removeSync();
   #bridgeUp = false;
@@ -61,6 +63,7 @@ export class VirtualNetwork {
     await ip("netns", "add", netns);
     this.#hosts.push(host);
     await ip("link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", netns);
+    this.#links.push(link);
     await ip("link", "set", link, "master", this.#bridge, "up");
     await ip("-n", netns, "addr", "add", `${address}/24`, "dev", "eth0");
     await ip("-n", netns, "link", "set", "eth0", "up");
@@ -68,16 +71,25 @@ export class VirtualNetwork {
     return host;
   }
 
-  /** Deletes the namespaces (and with them the veth pairs) and the bridge. Processes on the hosts must be gone first. */
+  /**
+   * Deletes the namespaces, the veth pairs and the bridge. A namespace lives on
+   * while a process is still in it: the veth pairs are deleted by name, so the
+   * network is gone even then.
+   */
   async remove(): Promise<void> {
     process.removeListener("exit", this.#removeAtExit);
     for (const host of this.#hosts.splice(0)) await ip("netns", "delete", host.netns).catch(() => undefined);
+    for (const link of this.#links.splice(0)) await ip("link", "delete", link).catch(() => undefined);
     if (this.#bridgeUp) await ip("link", "delete", this.#bridge).catch(() => undefined);
     this.#bridgeUp = false;
   }
 
   #removeSync(): void {
-    const commands = [...this.#hosts.map((host) => ["netns", "delete", host.netns]), ["link", "delete", this.#bridge]];
+    const commands = [
+      ...this.#hosts.map((host) => ["netns", "delete", host.netns]),
+      ...this.#links.map((link) => ["link", "delete", link]),
+      ["link", "delete", this.#bridge],
+    ];
     for (const args of commands) {
       try {
         execFileSync("ip", args, { stdio: "ignore" });
