@@ -19,12 +19,13 @@ import {
   bundleCacheRegistration,
   compileExtensionStoreOptions,
   DownloadSigningKeyError,
+  createNeonExtensionRoute,
   ExtensionStore,
   extensionStoreRegistration,
   ExtensionStoreOptionsError,
   resolveDownloadKeySet,
 } from "../src/extstore/index.js";
-import { createClientTransport, createLogger, loadServerAuth, shutdownOnSignal, startServer } from "../src/server/index.js";
+import { createClientTransport, createLogger, loadServerAuth, shutdownOnSignal, startServer, type ServerOptions } from "../src/server/index.js";
 import { resolve } from "node:path";
 
 const flags = defineFlags({
@@ -90,6 +91,8 @@ await exitUnlessWritableDirs(
 const logger = createLogger({ service: "extension-store", level: config.logLevel });
 const auth = await loadServerAuth(config, logger);
 let registration;
+/** Neon's gateway layout (GET /<build_tag>/<arch>/v<NN>/extensions/<name>.tar.zst), for a store of its own only. */
+let neonRoute: Pick<ServerOptions, "fallback"> = {};
 let metrics;
 if (values.upstream !== undefined) {
   const upstreamUrl = `http://${values.upstream}`;
@@ -127,7 +130,9 @@ if (values.upstream !== undefined) {
     };
     // Publishes a killed predecessor left half-spooled.
     await removeOrphanedSpoolFiles(compileExtensionStoreOptions(options).spoolDir);
-    registration = extensionStoreRegistration(new ExtensionStore(options));
+    const store = new ExtensionStore(options);
+    registration = extensionStoreRegistration(store);
+    neonRoute = { fallback: createNeonExtensionRoute(store) };
   } catch (error) {
     if (error instanceof DownloadSigningKeyError || error instanceof ExtensionStoreOptionsError || error instanceof KeyFileError) {
       process.stderr.write(`extension-store: ${error.message}\n`);
@@ -136,6 +141,6 @@ if (values.upstream !== undefined) {
     throw error;
   }
 }
-const server = await startServer({ host: config.host, port: config.port, auth, logger, services: [registration], ...(metrics ? { metrics } : {}) });
+const server = await startServer({ host: config.host, port: config.port, auth, logger, services: [registration], ...neonRoute, ...(metrics ? { metrics } : {}) });
 logger.info({ url: server.url, storage: values.upstream === undefined ? config.storageUrl : undefined }, "extension-store serving");
 shutdownOnSignal(server, logger);

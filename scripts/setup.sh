@@ -12,6 +12,7 @@ packages=(
   iproute2                                                   # ip netns: the multi-host drill puts each service on its own host
   python3 python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc # the Python client test
   libprotobuf-dev                                            # google/protobuf/*.proto: Debian's protoc finds the well-known types only here
+  zstd                                                       # the ExtensionStore's Neon gateway layout serves zstd tars (Node 20's zlib has no zstd)
 )
 missing=()
 for p in "${packages[@]}"; do

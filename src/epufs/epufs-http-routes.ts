@@ -4,7 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
 import { AuthError, type Claims } from "../auth/index.js";
 import { resourceIdPattern } from "../ids/index.js";
-import type { ServerAuth } from "../server/index.js";
+import { drainOrClose, type ServerAuth } from "../server/index.js";
 import type { DeletedFiles, EndpointRefInput, Epufs, EpufsFileInfo } from "./epufs.js";
 import { quoteInput } from "../errors/index.js";
 
@@ -306,16 +306,4 @@ function sendError(res: Response, error: unknown): void {
   if (!(error instanceof ConnectError)) throw error;
   const code = Code[error.code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
   sendJson(res, httpStatusOf(error.code), { code, message: error.rawMessage });
-}
-
-function drainOrClose(res: Response): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off("drain", done);
-      res.off("close", done);
-      resolve();
-    };
-    res.on("drain", done);
-    res.on("close", done);
-  });
 }

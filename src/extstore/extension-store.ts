@@ -330,17 +330,40 @@ export class ExtensionStore {
     if (entry === undefined) throw new ConnectError(`no bundle with sha256 ${sha256} is published`, Code.NotFound);
     const granted = new Set((await this.catalog.listGrants({ tenantId: claims.tenantId })).map((g) => g.name));
     checkServable(entry, claims.tenantId, granted);
-    const object = await this.catalog.openBundle(entry.version, signal).catch((error: unknown) => {
-      if (!(error instanceof BlobNotFoundError)) throw error;
-      throw new ConnectError(
-        `bundle ${sha256} of extension "${entry.version.name}" is cataloged but its bytes are missing from the blob store; publish it again`,
-        Code.DataLoss,
-      );
-    });
+    const object = await this.openEntryBundle(entry, signal);
     yield create(DownloadBundleResponseSchema, { msg: { case: "info", value: { extension: toExtensionVersion(entry) } } });
     for await (const chunk of splitChunks(object.body)) {
       yield create(DownloadBundleResponseSchema, { msg: { case: "chunk", value: chunk } });
     }
+  }
+
+  /**
+   * The newest approved public bundle of `name` that supports `pgMajor`,
+   * opened: what Neon's extension gateway layout serves without a token.
+   * NOT_FOUND when there is none; private and unapproved bundles are never
+   * served this way.
+   */
+  async openPublicBundle(name: string, pgMajor: number, signal?: AbortSignal): Promise<{ sha256: string; body: AsyncIterable<Uint8Array> }> {
+    checkExtensionName(name);
+    checkPgMajor(pgMajor);
+    const entry = (await this.catalog.listEntries(name))
+      .filter((e) => isApproved(e) && usableBy(e, new Set()) && e.version.pg_majors.includes(pgMajor))
+      .sort(compareListOrder)
+      .at(-1);
+    if (entry === undefined) {
+      throw new ConnectError(`extension "${name}" has no approved public bundle for Postgres ${pgMajor}`, Code.NotFound);
+    }
+    return { sha256: entry.version.sha256, body: (await this.openEntryBundle(entry, signal)).body };
+  }
+
+  private async openEntryBundle(entry: CatalogEntry, signal: AbortSignal | undefined) {
+    return this.catalog.openBundle(entry.version, signal).catch((error: unknown) => {
+      if (!(error instanceof BlobNotFoundError)) throw error;
+      throw new ConnectError(
+        `bundle ${entry.version.sha256} of extension "${entry.version.name}" is cataloged but its bytes are missing from the blob store; publish it again`,
+        Code.DataLoss,
+      );
+    });
   }
 
   /**

@@ -1,4 +1,5 @@
 export { ExtensionStore, type Caller } from "./extension-store.js";
+export { createNeonExtensionRoute } from "./neon-extension-route.js";
 export {
   compileExtensionStoreOptions,
   ExtensionStoreOptionsError,

@@ -1,6 +1,7 @@
 export { peerKey } from "./call-context.js";
 export { createClientTransport, type ClientTransportOptions } from "./client-transport.js";
 export { createLogger } from "./create-logger.js";
+export { drainOrClose } from "./drain-or-close.js";
 export { maxChunkBytes, splitChunks } from "./message-chunks.js";
 export { loadServerAuth } from "./load-server-auth.js";
 export { shutdownOnSignal, type Closable, type ShutdownOnSignalOptions } from "./shutdown-on-signal.js";
