@@ -97,8 +97,9 @@ export async function uploadPgdataFiles(store: BlobStore, timeline: TimelineRef,
 
 /**
  * Makes PGDATA hold exactly the manifest's files: a file whose local copy
- * still matches the cache (same chunks, size and mtime) stays, the others are
- * written chunk by chunk (each checked against its sha256), files the
+ * still matches the cache (same chunks, size and mtime) stays, the others'
+ * chunks are fetched in parallel, a big file's too (each checked against its
+ * sha256 and written at its offset), files the
  * manifest lacks are removed (pg_wal is left to the caller). Returns the
  * cache of what PGDATA now holds.
  */
@@ -118,43 +119,56 @@ export async function layDownPgdataFiles(
   }
   const localByPath = new Map(local.files.map((f) => [f.path, f]));
   const cache: FileChunkCache = new Map();
-  const layDown = async (entry: SnapshotFileEntry, signal: AbortSignal): Promise<void> => {
-    const target = path.join(pgdata, entry.path);
+  const unchanged = (entry: SnapshotFileEntry): boolean => {
     const have = localByPath.get(entry.path);
     const known = options.cache?.get(entry.path);
-    if (have && known && have.size === entry.size && known.size === entry.size && known.mtimeNs === have.mtimeNs &&
-      known.chunks.length === entry.chunks.length && known.chunks.every((c, i) => c === entry.chunks[i])) {
-      cache.set(entry.path, known);
-      return;
+    return have !== undefined && known !== undefined && have.size === entry.size && known.size === entry.size &&
+      known.mtimeNs === have.mtimeNs && known.chunks.length === entry.chunks.length && known.chunks.every((c, i) => c === entry.chunks[i]);
+  };
+  const todo: SnapshotFileEntry[] = [];
+  for (const entry of manifest.files) {
+    if (unchanged(entry)) cache.set(entry.path, options.cache!.get(entry.path)!);
+    else todo.push(entry);
+  }
+  // Every file at its full size first; then its chunks arrive in parallel, big files' too, each written at its offset.
+  for (const entry of todo) {
+    if (entry.chunks.length !== Math.ceil(entry.size / manifest.chunkBytes)) {
+      throw new TimelineError(timeline, `${entry.path} has ${entry.chunks.length} chunks in the manifest for ${entry.size} bytes`, Code.DataLoss);
     }
+    const target = path.join(pgdata, entry.path);
     await mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
     const handle = await open(target, "w", entry.mode & 0o777);
+    await handle.truncate(entry.size).finally(() => handle.close());
+  }
+  const pieces = todo.flatMap((entry) => entry.chunks.map((hash, index) => ({ entry, hash, index })));
+  await forEachConcurrently(pieces, options.concurrency, async ({ entry, hash, index }, signal) => {
+    const key = fileChunkKey(timeline.tenantId, hash);
+    const bytes = await storeCall(timeline, key, "read a file chunk", async () => {
+      const parts: Buffer[] = [];
+      for await (const part of (await store.get(key, { signal })).body) parts.push(Buffer.from(part));
+      return Buffer.concat(parts);
+    });
+    if (sha256(bytes) !== hash) {
+      throw new TimelineError(timeline, `file chunk of ${entry.path} does not match its sha256 (corrupt)`, Code.DataLoss, key);
+    }
+    const position = index * manifest.chunkBytes;
+    const expected = Math.min(manifest.chunkBytes, entry.size - position);
+    if (bytes.length !== expected) {
+      throw new TimelineError(timeline, `file chunk ${index} of ${entry.path} is ${bytes.length} bytes, the manifest needs ${expected}`, Code.DataLoss, key);
+    }
+    const handle = await open(path.join(pgdata, entry.path), "r+");
     try {
-      let position = 0;
-      for (const hash of entry.chunks) {
-        const key = fileChunkKey(timeline.tenantId, hash);
-        const bytes = await storeCall(timeline, key, "read a file chunk", async () => {
-          const parts: Buffer[] = [];
-          for await (const part of (await store.get(key, { signal })).body) parts.push(Buffer.from(part));
-          return Buffer.concat(parts);
-        });
-        if (sha256(bytes) !== hash) {
-          throw new TimelineError(timeline, `file chunk of ${entry.path} does not match its sha256 (corrupt)`, Code.DataLoss, key);
-        }
-        await handle.write(bytes, 0, bytes.length, position);
-        position += bytes.length;
-      }
-      if (position !== entry.size) {
-        throw new TimelineError(timeline, `${entry.path} came out ${position} bytes, the manifest says ${entry.size}`, Code.DataLoss);
-      }
+      await handle.write(bytes, 0, bytes.length, position);
     } finally {
       await handle.close();
     }
+  }, options.signal);
+  for (const entry of todo) {
+    const target = path.join(pgdata, entry.path);
     await chmod(target, entry.mode & 0o7777);
     const stats = await lstat(target, { bigint: true });
     cache.set(entry.path, { size: entry.size, mtimeNs: stats.mtimeNs.toString(), chunks: entry.chunks });
-  };
-  await forEachConcurrently([...manifest.files].sort((a, b) => b.size - a.size), options.concurrency, layDown, options.signal);
+  }
   for (const dir of manifest.emptyDirs) await mkdir(path.join(pgdata, dir), { recursive: true, mode: 0o700 });
   return cache;
 }
