@@ -10,7 +10,7 @@ export type ClaimResult =
   | { readonly won: false; readonly holder: Uint8Array };
 
 export interface ClaimOptions {
-  /** How long to keep trying while other claimers contend; default 10 s. */
+  /** How long to keep trying while other claimers contend; default 30 s. */
   readonly settleTimeMs?: number;
 }
 
@@ -46,14 +46,18 @@ export async function claimKey(
   body: Uint8Array,
   options: ClaimOptions = {},
 ): Promise<ClaimResult> {
-  const deadline = Date.now() + (options.settleTimeMs ?? 10_000);
+  const deadline = Date.now() + (options.settleTimeMs ?? 30_000);
   for (let attempt = 0; ; attempt += 1) {
+    const roundStarted = Date.now();
     const result = store.conditionalWrites
       ? await claimWithCondition(store, key, body)
       : await claimWithCandidates(store, key, body);
     if (result !== undefined) return result;
     if (Date.now() > deadline) throw new BlobClaimUnsettledError(key, attempt + 1);
-    await delay(Math.random() * Math.min(5 * 2 ** attempt, 200));
+    // Contenders collide while their rounds overlap: wait in units of a round as this
+    // store answers now (a slow or loaded store makes rounds long), doubling per attempt.
+    const roundMs = Math.max(Date.now() - roundStarted, 5);
+    await delay(Math.random() * roundMs * Math.min(2 ** attempt, 16));
   }
 }
 
