@@ -277,11 +277,16 @@ describe("multi-host drill", () => {
     expect(files.map((f) => f.path)).toContain("pg_stat/pg_stat_statements.stat");
   });
 
+  it("starts a compute with its saved files while one Epufs replica's host is partitioned", async () => {
+    await step("partition epufs-a (link down)", () => hosts.epufsA.disconnect(), () => "epufs-b reachable");
+    const { error } = await step("start compute", () => startCompute(spec(downloaded)), (r) => `running${r.error ? `; ${r.error}` : ", saved files from epufs-b"}`);
+    expect(error).toBe("");
+    const code = await step("stop compute (SIGTERM)", () => processes.get("compute-ctl")!.stop(), (c) => `exit ${c}`);
+    expect(code).toBe(0);
+  });
+
   it("starts a compute while Epufs is unreachable, and says so", async () => {
-    await step("partition epufs-a and epufs-b", async () => {
-      await hosts.epufsA.disconnect();
-      await hosts.epufsB.disconnect();
-    }, () => "no Epufs reachable");
+    await step("partition epufs-b too", () => hosts.epufsB.disconnect(), () => "no Epufs reachable");
     const { error } = await step("start compute", () => startCompute(spec(downloaded)), (r) => `running; ${r.error}`);
     expect(error).toMatch(/^endpoint storage unavailable .*; started without saved files/);
     expect(await serving()).toBeGreaterThanOrEqual(1);

@@ -24,6 +24,12 @@ export interface ClientTransportOptions {
    */
   readonly http2WindowBytes?: number;
   readonly interceptors?: readonly Interceptor[];
+  /**
+   * With several replicas: how long opening a connection to one may take
+   * before the call moves on to the next (default 2000 ms). A host that drops
+   * packets would otherwise hold the call until its deadline.
+   */
+  readonly connectTimeoutMs?: number;
 }
 
 /**
@@ -36,10 +42,15 @@ export function createClientTransport(options: ClientTransportOptions): Transpor
   const { baseUrl } = options;
   if (typeof baseUrl === "string") return createReplicaTransport(baseUrl, options);
   if (baseUrl.length === 1) return createReplicaTransport(baseUrl[0]!, options);
-  return createFailoverTransport(baseUrl.map((url) => ({ baseUrl: url, transport: createReplicaTransport(url, options) })));
+  const connectTimeoutMs = options.connectTimeoutMs ?? defaultFailoverConnectTimeoutMs;
+  return createFailoverTransport(
+    baseUrl.map((url) => ({ baseUrl: url, transport: createReplicaTransport(url, options, connectTimeoutMs) })),
+  );
 }
 
-function createReplicaTransport(baseUrl: string, options: ClientTransportOptions): Transport {
+const defaultFailoverConnectTimeoutMs = 2000;
+
+function createReplicaTransport(baseUrl: string, options: ClientTransportOptions, connectTimeoutMs?: number): Transport {
   const { token } = options;
   const interceptors: Interceptor[] = [...(options.interceptors ?? [])];
   if (token !== undefined) {
@@ -59,7 +70,7 @@ function createReplicaTransport(baseUrl: string, options: ClientTransportOptions
   const windowBytes = checkHttp2WindowBytes("client transport option", options.http2WindowBytes ?? defaultHttp2WindowBytes);
   return createGrpcTransport({
     baseUrl,
-    sessionManager: new WideWindowSessionManager(baseUrl, windowBytes),
+    sessionManager: new WideWindowSessionManager(baseUrl, windowBytes, connectTimeoutMs),
     interceptors,
     acceptCompression: [],
     compressMinBytes: Number.MAX_SAFE_INTEGER,
@@ -71,24 +82,45 @@ function createReplicaTransport(baseUrl: string, options: ClientTransportOptions
 /**
  * connect-node's session manager with the stream window (SETTINGS) and the
  * connection window (WINDOW_UPDATE on stream 0, before the first response
- * byte) widened on every session it opens.
+ * byte) widened on every session it opens; with a connect timeout, a
+ * connection not open in time is abandoned as UNAVAILABLE.
  */
 class WideWindowSessionManager extends Http2SessionManager {
   readonly #windowBytes: number;
+  readonly #connectTimeoutMs: number | undefined;
   readonly #widened = new WeakSet<ClientHttp2Session>();
 
-  constructor(baseUrl: string, windowBytes: number) {
+  constructor(baseUrl: string, windowBytes: number, connectTimeoutMs: number | undefined) {
     super(baseUrl, undefined, { settings: { initialWindowSize: windowBytes } });
     this.#windowBytes = windowBytes;
+    this.#connectTimeoutMs = connectTimeoutMs;
   }
 
   override async request(...args: Parameters<Http2SessionManager["request"]>): ReturnType<Http2SessionManager["request"]> {
-    const stream = await super.request(...args);
+    const stream = await this.#withinConnectTimeout(super.request(...args));
     const session = stream.session as ClientHttp2Session | undefined;
     if (session && !this.#widened.has(session)) {
       this.#widened.add(session);
       session.setLocalWindowSize(this.#windowBytes);
     }
     return stream;
+  }
+
+  async #withinConnectTimeout<T>(request: Promise<T>): Promise<T> {
+    const limitMs = this.#connectTimeoutMs;
+    if (limitMs === undefined || this.state() === "open") return request;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const error = new ConnectError(`could not connect to ${this.authority} within ${limitMs} ms`, Code.Unavailable);
+        this.abort(error);
+        reject(error);
+      }, limitMs);
+    });
+    try {
+      return await Promise.race([request, timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }
