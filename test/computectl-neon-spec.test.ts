@@ -66,6 +66,13 @@ describe("a compute started from Neon's test spec", () => {
       ]);
   });
 
+  it("says in its status which of Neon's settings it dropped", async () => {
+    const { error } = compute.status();
+    expect(neonSpec.warnings.length).toBeGreaterThan(0);
+    for (const warning of neonSpec.warnings) expect(error).toContain(warning);
+    expect(error).toMatch(/dropped .*neon/);
+  });
+
   it("creates a role and a database with the SQL Neon's tests state (pg_helpers_tests.rs)", async () => {
     await sql(`DROP DATABASE "DB2"`, `DROP ROLE "postgres"`);
     expect(await reconcileCatalog(neonSpec, connectTo)).toEqual([

@@ -253,6 +253,8 @@ export class Compute {
 
   #startWith(spec: ComputeSpec): void {
     this.state.move("init", "start");
+    // What the spec parse dropped so vanilla Postgres can run it stays visible in the status.
+    for (const warning of spec.warnings) this.state.warn(warning);
     this.#spec = spec;
     this.#timings = emptyTimings();
     this.#timings.waitForSpecMs = Math.round(performance.now() - this.#createdAt);
