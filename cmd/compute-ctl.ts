@@ -19,6 +19,7 @@ const flags = defineFlags({
   "compute-id": { type: "string", short: "i", valueName: "ID", help: "names this compute in a timeline's generation claims (default: host name and process id)" },
   "rpo-ms": { type: "number", default: 1000, help: "timeline source: the most committed work a crash may lose; WAL is shipped every rpo/4 ms" },
   "snapshot-wal-bytes": { type: "number", default: 268435456, help: "timeline source: WAL shipped since the last snapshot that starts an online snapshot in the background" },
+  "max-unshipped-wal-bytes": { type: "number", default: 1073741824, help: "timeline source: WAL not yet in the store (it is down) past which new transactions are read-only until shipping catches up" },
   ...shared,
 });
 
@@ -60,6 +61,7 @@ async function main(): Promise<void> {
     ...(values.computeId ? { computeId: values.computeId } : {}),
     rpoMs: values.rpoMs,
     snapshotWalBytes: values.snapshotWalBytes,
+    maxUnshippedWalBytes: values.maxUnshippedWalBytes,
     blobStoreOptions: { ...blobStoreOptionsFromEnv(process.env), s3ConditionalWrites: parseS3ConditionalWrites(values.s3ConditionalWrites) },
     ...parseListen(values.listen),
     auth: await loadServerAuth({ authKeysPath: values.authKeys, insecureNoAuth: values.insecureNoAuth }, logger),

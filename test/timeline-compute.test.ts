@@ -39,11 +39,13 @@ describe("Compute on a timeline", () => {
   }
 
   async function start(
-    dir: string, storage: string, timelineId: string, options: { computeId?: string; snapshotWalBytes?: number } = {},
+    dir: string, storage: string, timelineId: string,
+    options: { computeId?: string; snapshotWalBytes?: number; maxUnshippedWalBytes?: number } = {},
   ): Promise<Compute> {
     const compute = newCompute(path.join(tmp.dir, dir), {
       templateRoot: path.join(tmp.dir, "templates"), blobStoreOptions: s3.blobStoreOptions, rpoMs: 200,
       ...(options.snapshotWalBytes ? { snapshotWalBytes: options.snapshotWalBytes } : {}),
+      ...(options.maxUnshippedWalBytes ? { maxUnshippedWalBytes: options.maxUnshippedWalBytes } : {}),
       ...(options.computeId ? { computeId: options.computeId } : {}),
     });
     computes.push(compute);
@@ -210,6 +212,36 @@ describe("Compute on a timeline", () => {
     await b.waitUntilRunning();
     expect(await sql(b, "SELECT count(*)::int AS n FROM t")).toEqual([{ n: 100 }]);
     await b.terminate("fast");
+  });
+
+  it("pauses writes while more WAL than --max-unshipped-wal-bytes waits for a store that is down, and resumes them once it is shipped", async () => {
+    const timelineId = `backlog-${++timelines}`;
+    const storeDir = path.join(tmp.dir, "backlog-store");
+    const storage = `file://${storeDir}`;
+    const a = await start("backlog-a", storage, timelineId, { maxUnshippedWalBytes: 256 * 1024 });
+    await a.waitUntilRunning();
+    await sql(a, "CREATE TABLE t (id int, v text)");
+    await rename(storeDir, `${storeDir}.away`);
+    await writeFile(storeDir, "");
+    await sql(a, "INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 20000) g");
+    const paused = await a.state.waitFor((s) => s.error.includes("writes paused"));
+    expect(paused.state).toBe("running");
+    expect(paused.error).toMatch(/bytes of WAL are not in timeline tenant1\/backlog-\d+'s store yet, over the 262144-byte limit \(--max-unshipped-wal-bytes\)/);
+    await expect(sql(a, "INSERT INTO t VALUES (0, 'refused')")).rejects.toThrow(/read-only transaction/);
+    expect(await sql(a, "SELECT count(*)::int AS n FROM t")).toEqual([{ n: 20000 }]);
+
+    await rm(storeDir);
+    await rename(`${storeDir}.away`, storeDir);
+    await waitUntilShipped(a, timelineId, storage);
+    // The shipper's next poll sees no backlog and lifts the pause; reload reaches new sessions at once.
+    for (let attempt = 0; ; attempt += 1) {
+      const inserted = await sql(a, "INSERT INTO t VALUES (20001, 'after')").then(() => true, () => false);
+      if (inserted) break;
+      expect(attempt).toBeLessThan(200);
+      await delay(50);
+    }
+    expect(await sql(a, "SELECT count(*)::int AS n FROM t")).toEqual([{ n: 20001 }]);
+    await a.terminate("fast");
   });
 
   it("fails a start whose store is down with an error naming the timeline, and leaves no PGDATA", async () => {

@@ -37,6 +37,8 @@ export interface ComputeCtlOptions {
   readonly rpoMs?: number;
   /** Timeline source: an online snapshot is taken once this much WAL was shipped since the last snapshot (default 256 MiB). */
   readonly snapshotWalBytes?: number;
+  /** Timeline source: past this much WAL not yet in the store (it is down), new transactions are read-only until shipping catches up (default 1 GiB). */
+  readonly maxUnshippedWalBytes?: number;
 }
 
 export interface CompiledComputeCtlOptions {
@@ -56,6 +58,7 @@ export interface CompiledComputeCtlOptions {
   readonly computeId: string;
   readonly rpoMs: number;
   readonly snapshotWalBytes: number;
+  readonly maxUnshippedWalBytes: number;
 }
 
 /** Validates and defaults ComputeCtlOptions; throws RangeError/TypeError naming the option. */
@@ -91,6 +94,7 @@ export function compileComputeCtlOptions(options: ComputeCtlOptions): CompiledCo
     computeId: options.computeId || `${os.hostname()}-${process.pid}`,
     rpoMs: positive("rpoMs (--rpo-ms)", options.rpoMs ?? 1_000),
     snapshotWalBytes: positive("snapshotWalBytes (--snapshot-wal-bytes)", options.snapshotWalBytes ?? 256 * 1024 * 1024),
+    maxUnshippedWalBytes: positive("maxUnshippedWalBytes (--max-unshipped-wal-bytes)", options.maxUnshippedWalBytes ?? 1024 * 1024 * 1024),
   };
 }
 

@@ -1,6 +1,7 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import pg from "pg";
@@ -82,6 +83,8 @@ export class Compute {
   /** The timeline this compute reads, in Static or Replica mode. */
   #standby: TimelineStandby | undefined;
   #walLagging = false;
+  /** New transactions are read-only while too much WAL waits for the store. */
+  #writesPaused = false;
 
   constructor(
     readonly options: CompiledComputeCtlOptions,
@@ -343,6 +346,7 @@ export class Compute {
           if (!problem && this.#walLagging) this.deps.logger.info("WAL shipping caught up");
           this.#walLagging = problem !== undefined;
         },
+        onBacklogOverLimit: (reason) => void this.#pauseWrites(spec, reason),
       });
     }
 
@@ -439,6 +443,31 @@ export class Compute {
     return [...sharedPreloadLibraries(spec, pgmesh), ...session.map((l) => l.trim()).filter((l) => l !== "")];
   }
 
+  /**
+   * Pauses (reason given) or resumes writes while WAL waits for the store:
+   * new transactions default to read-only, through postgresql.conf, which
+   * every start renders afresh, so a pause never outlives this run.
+   */
+  async #pauseWrites(spec: ComputeSpec, reason: string | undefined): Promise<void> {
+    const paused = reason !== undefined;
+    this.#writesPaused = paused;
+    try {
+      await this.#writeConf(spec);
+      await this.#query((client) => client.query("SELECT pg_catalog.pg_reload_conf()"));
+      // The postmaster re-reads its configuration asynchronously: report the change once new sessions have it.
+      const wanted = paused ? "on" : "off";
+      for (let attempt = 0; attempt < 100; attempt += 1) {
+        const { rows } = await this.#query((client) => client.query<{ v: string }>("SELECT current_setting('default_transaction_read_only') AS v"));
+        if (rows[0]!.v === wanted) break;
+        await delay(20);
+      }
+    } catch (err) {
+      this.deps.logger.warn({ err }, "could not change whether writes are paused");
+    }
+    if (reason) this.state.warn(reason);
+    else this.deps.logger.info("WAL backlog back under --max-unshipped-wal-bytes: writes resumed");
+  }
+
   async #writeConf(spec: ComputeSpec): Promise<void> {
     const fromExtensions = this.deps.extensions?.postgresSettings(this.#computeCtlAddr);
     const conf = renderPostgresqlConf(this.#baseConf, spec, {
@@ -446,7 +475,7 @@ export class Compute {
       listenAddresses: this.options.pgListenAddresses,
       socketDir: this.#socketDir!,
       preloadLibraries: fromExtensions?.preloadLibraries ?? [],
-      extra: { ...fromExtensions?.settings, ...this.#standby?.settings },
+      extra: { ...fromExtensions?.settings, ...this.#standby?.settings, ...(this.#writesPaused ? { default_transaction_read_only: "on" } : {}) },
     });
     await writeFile(path.join(this.options.pgdata, "postgresql.conf"), conf);
   }

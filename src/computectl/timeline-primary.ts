@@ -24,6 +24,8 @@ export interface TimelinePrimaryHooks {
   readonly onFenced: (reason: string) => void;
   /** WAL shipping fell behind (the store is down) or, with undefined, caught up. */
   readonly onLagging: (problem: string | undefined) => void;
+  /** More WAL than --max-unshipped-wal-bytes waits for the store (a reason), or, with undefined, no longer. */
+  readonly onBacklogOverLimit: (reason: string | undefined) => void;
 }
 
 /**
@@ -41,6 +43,7 @@ export class TimelinePrimary {
   /** The end of the newest snapshot: the WAL a restart would replay starts near here. */
   #lastSnapshotEnd = 0n;
   #snapshotting: Promise<void> | undefined;
+  #backlogOverLimit = false;
   readonly #snapshotAbort = new AbortController();
 
   private constructor(
@@ -169,6 +172,14 @@ export class TimelinePrimary {
       },
       onFenced: (successor) => hooks.onFenced(fencedError(this.ref, this.claim, successor).rawMessage),
       onLagging: hooks.onLagging,
+      onBacklog: (unshipped) => {
+        const over = unshipped > BigInt(this.options.maxUnshippedWalBytes);
+        if (over === this.#backlogOverLimit) return;
+        this.#backlogOverLimit = over;
+        hooks.onBacklogOverLimit(over
+          ? `writes paused: ${unshipped} bytes of WAL are not in timeline ${describeTimeline(this.ref)}'s store yet, over the ${this.options.maxUnshippedWalBytes}-byte limit (--max-unshipped-wal-bytes); they resume once shipping catches up`
+          : undefined);
+      },
     });
     this.#shipper.start();
   }

@@ -28,6 +28,8 @@ export interface WalShipperOptions {
   readonly onFenced: (successor: GenerationClaim) => void;
   /** A put failed (the store is down); shipping retries. undefined: it recovered. */
   readonly onLagging?: (problem: string | undefined) => void;
+  /** WAL Postgres has flushed that is not in the store yet, in bytes: after each poll and each shipping pass. */
+  readonly onBacklog?: (unshippedBytes: bigint) => void;
 }
 
 const maxBackoffMs = 5_000;
@@ -95,7 +97,9 @@ export class WalShipper {
     while (this.#running) {
       try {
         const flush = await this.options.flushLsn();
+        this.#reportBacklog(flush);
         await this.#shipTo(flush);
+        this.#reportBacklog(flush);
         if (this.#failures > 0) this.options.onLagging?.(undefined);
         this.#failures = 0;
       } catch (err) {
@@ -108,6 +112,10 @@ export class WalShipper {
         setTimeout(resolve, this.#failures > 0 ? this.#backoffMs() : this.options.pollMs).unref();
       });
     }
+  }
+
+  #reportBacklog(flush: bigint): void {
+    this.options.onBacklog?.(flush > this.#shipped ? flush - this.#shipped : 0n);
   }
 
   #backoffMs(): number {
