@@ -7,7 +7,9 @@ import { setTimeout as delay } from "node:timers/promises";
 import { execa } from "execa";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openBlobStore } from "../src/blob/index.js";
 import { freePort } from "../src/net/free-port.js";
+import { snapshotsPrefix } from "../src/timeline/index.js";
 import { specJson, traversableTempDir } from "./computectl-fixtures.js";
 
 const repo = path.resolve(import.meta.dirname, "..");
@@ -34,11 +36,11 @@ describe("a timeline after kill -9 of compute-ctl under load", () => {
   });
 
   /** compute-ctl (from dist/) on the timeline; resolves with it and its Postgres URI once the compute runs. */
-  async function startComputeCtl(name: string): Promise<{ child: ChildProcess; uri: string }> {
+  async function startComputeCtl(name: string, timelineId = "crash"): Promise<{ child: ChildProcess; uri: string }> {
     const port = await freePort();
     const specFile = path.join(tmp.dir, `${name}.json`);
     await writeFile(specFile, JSON.stringify(specJson({
-      tenant_id: "tenant1", timeline_id: "crash",
+      tenant_id: "tenant1", timeline_id: timelineId,
       pgmesh: { base_data: { source: "timeline", storage: `file://${path.join(tmp.dir, "store")}` }, port },
     })));
     const child = spawn(process.execPath, [
@@ -119,5 +121,48 @@ describe("a timeline after kill -9 of compute-ctl under load", () => {
     second.child.kill("SIGTERM");
     const [code] = await once(second.child, "exit");
     expect(code).toBe(0);
+  });
+
+  it("keeps the previous snapshot the usable one when compute-ctl is killed -9 while uploading a snapshot", async () => {
+    const store = await openBlobStore(`file://${path.join(tmp.dir, "store")}`);
+    const keysUnder = async (prefix: string): Promise<string[]> => {
+      const keys: string[] = [];
+      for await (const info of store.listAll(prefix)) keys.push(info.key);
+      return keys;
+    };
+    try {
+      const first = await startComputeCtl("node-c", "snapshot-crash");
+      const client = new pg.Client({ connectionString: first.uri });
+      await client.connect();
+      // About 90 MB of new relation data: the shutdown snapshot has many chunks to put.
+      await client.query("CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 8) AS v FROM generate_series(1, 300000) g");
+      await client.end();
+      const snapshotsBefore = await keysUnder(snapshotsPrefix({ tenantId: "tenant1", timelineId: "snapshot-crash" }));
+      const chunksBefore = (await keysUnder("tenants/tenant1/files/")).length;
+
+      // SIGTERM: fast shutdown, WAL to the shutdown checkpoint shipped, then the snapshot's chunks go up.
+      first.child.kill("SIGTERM");
+      while ((await keysUnder("tenants/tenant1/files/")).length === chunksBefore) {
+        expect(first.child.exitCode).toBeNull();
+        await delay(5);
+      }
+      first.child.kill("SIGKILL");
+      await once(first.child, "exit");
+      expect(await keysUnder(snapshotsPrefix({ tenantId: "tenant1", timelineId: "snapshot-crash" }))).toEqual(snapshotsBefore);
+
+      const second = await startComputeCtl("node-d", "snapshot-crash");
+      const check = new pg.Client({ connectionString: second.uri });
+      await check.connect();
+      try {
+        expect((await check.query("SELECT count(*)::int AS n, sum(id)::bigint AS s FROM big")).rows).toEqual([{ n: 300000, s: "45000150000" }]);
+      } finally {
+        await check.end();
+      }
+      second.child.kill("SIGTERM");
+      const [code] = await once(second.child, "exit");
+      expect(code).toBe(0);
+    } finally {
+      await store.close();
+    }
   });
 });
