@@ -35,9 +35,9 @@ describe.each(environment.stores)("two Epufs replicas on $name", (store) => {
   });
 });
 
-describe("a client of two Epufs replicas", () => {
+describe.each(environment.stores)("a client of two Epufs replicas on $name", (store) => {
   it("fails over to the live replica when one is killed, for unary, client-streaming and server-streaming calls", async () => {
-    const { url, env } = environment.stores[0]!.location("failover");
+    const { url, env } = store.location("failover");
     const keys = environment.keys();
     const args = ["--storage", url, "--auth-keys", keys.jwksPath];
     const [first, second] = await Promise.all([spawnServiceProcess("epufs", args, env), spawnServiceProcess("epufs", args, env)]);

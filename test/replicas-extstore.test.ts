@@ -74,17 +74,17 @@ describe.each(environment.stores)("two ExtensionStore replicas on $name", (store
   });
 });
 
-describe("download tokens across two ExtensionStore replicas on one s3rver bucket", () => {
+describe.each(environment.stores)("download tokens across two ExtensionStore replicas on $name", (store) => {
   /** Writes a key set file of these PEM files (private keys sign, the last one newest; public keys only verify). */
   async function keySetFile(name: string, pems: readonly string[]): Promise<string> {
-    const path = join(environment.work(), `${name}.pem`);
+    const path = join(environment.work(), `${store.name}-${name}.pem`.replace(/[^A-Za-z0-9.-]+/g, "-"));
     await writeFile(path, (await Promise.all(pems.map((pem) => readFile(pem, "utf8")))).join(""));
     return path;
   }
 
   it("verify a token of the old key at a replica that gained the new one, and keep old tokens valid through a rotation until the old key is removed", async () => {
-    const [key1, key2] = await Promise.all(["key-1", "key-2"].map((dir) => generateKeyFiles(join(environment.work(), dir))));
-    const { url, env } = environment.stores[1]!.location("rotation");
+    const [key1, key2] = await Promise.all(["key-1", "key-2"].map((dir) => generateKeyFiles(join(environment.work(), `${dir}-${store.name}`.replace(/[^A-Za-z0-9.-]+/g, "-")))));
+    const { url, env } = store.location("rotation");
     const start = async (keySet: string) =>
       spawnServiceProcess("extension-store", ["--storage", url, "--auth-keys", environment.keys().jwksPath, "--signing-key", keySet], env);
     let a = await start(await keySetFile("a-key-1", [key1!.privateKeyPath]));
