@@ -2,13 +2,14 @@ import { chmod, mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openBlobStore, type BlobStore } from "../src/blob/index.js";
+import type { Compute } from "../src/computectl/index.js";
 import { runFastImport, TimelineExistsError } from "../src/fastimport/index.js";
-import { resolveUnprivilegedUser } from "../src/pg/index.js";
 import { resolveHistory, timelinePrefix, type TimelineRef } from "../src/timeline/index.js";
+import { newCompute, spec } from "./computectl-fixtures.js";
 import { adminPassword, capturingReporter, startSourceServer, type SourceServer } from "./fast-import-fixtures.js";
-import { queryRows, TimelinePostgres } from "./helpers/timeline-postgres.js";
 
 const ref: TimelineRef = { tenantId: "tenant1", timelineId: "imported" };
 
@@ -16,7 +17,6 @@ describe("fast-import into a timeline", () => {
   let root: string;
   let source: SourceServer;
   let store: BlobStore;
-  let pgs: TimelinePostgres;
 
   beforeAll(async () => {
     root = await mkdtemp(path.join(os.tmpdir(), "pgmesh-import-timeline-"));
@@ -25,7 +25,6 @@ describe("fast-import into a timeline", () => {
     await source.query("postgres", "create database shop");
     await source.query("shop", "create table items (id int primary key, name text); insert into items select g, 'item ' || g from generate_series(1, 1000) g");
     store = await openBlobStore(pathToFileURL(path.join(root, "store")).href);
-    pgs = new TimelinePostgres(root, store, await resolveUnprivilegedUser());
   });
 
   afterAll(async () => {
@@ -42,19 +41,39 @@ describe("fast-import into a timeline", () => {
     );
   }
 
-  it("makes the import the timeline's first snapshot: a primary starts with the imported rows, writes, and after a clean stop both are there", async () => {
+  it("makes the import the timeline's first snapshot: a compute starts with the imported rows, writes, and after a clean stop a compute on an empty PGDATA has both", async () => {
     await importShop("work1");
-    const first = await pgs.startTimeline(ref);
-    expect((await queryRows<{ n: string }>(first.postgres, "select count(*) as n from items", "shop"))[0]!.n).toBe("1000");
-    await queryRows(first.postgres, "insert into items values (1001, 'written on top')", "shop");
-    await first.postgres.stop("fast");
-    await pgs.shipUntilShutdown(ref, first.generation, first.dataDir, first.startLsn);
-    const second = await pgs.startTimeline(ref);
+    const startCompute = async (dir: string): Promise<Compute> => {
+      const compute = newCompute(path.join(root, dir), { templateRoot: path.join(root, "templates"), rpoMs: 200 });
+      compute.begin("127.0.0.1:1");
+      await compute.configure(spec({
+        tenant_id: ref.tenantId, timeline_id: ref.timelineId,
+        pgmesh: { base_data: { source: "timeline", storage: pathToFileURL(path.join(root, "store")).href } },
+      }));
+      await compute.waitUntilRunning();
+      return compute;
+    };
+    const inShop = async <T extends pg.QueryResultRow>(compute: Compute, text: string): Promise<T[]> => {
+      const uri = new URL(compute.status().connectionUri);
+      uri.pathname = "/shop";
+      const client = new pg.Client({ connectionString: uri.toString() });
+      await client.connect();
+      try {
+        return (await client.query<T>(text)).rows;
+      } finally {
+        await client.end();
+      }
+    };
+    const first = await startCompute("compute-a");
+    expect(await inShop(first, "select count(*)::int as n from items")).toEqual([{ n: 1000 }]);
+    await inShop(first, "insert into items values (1001, 'written on top')");
+    expect((await first.terminate("fast")).state).toBe("terminated");
+    const second = await startCompute("compute-b");
     try {
-      const rows = await queryRows<{ n: string; top: string }>(second.postgres, "select count(*) as n, max(name) filter (where id = 1001) as top from items", "shop");
-      expect(rows[0]).toEqual({ n: "1001", top: "written on top" });
+      expect(await inShop(second, "select count(*)::int as n, max(name) filter (where id = 1001) as top from items"))
+        .toEqual([{ n: 1001, top: "written on top" }]);
     } finally {
-      await second.postgres.stop("fast");
+      await second.terminate("fast");
     }
   }, 300_000);
 
