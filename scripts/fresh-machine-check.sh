@@ -126,7 +126,9 @@ git clone -q "$repo" "$root/work/pgmesh"
 [ -d "$repo/../shared" ] && cp -a "$repo/../shared" "$root/work/shared"
 note "clean clone" "$(git -C "$root/work/pgmesh" log -1 --format='%h %s' | cut -c1-60)"
 
-# 4. The kernel file systems a machine has.
+# 4. The kernel file systems a machine has, and a root that is a mount point, as a machine's
+# is: `ip netns` (the multi-host tests) remounts / as a slave and fails on a plain directory.
+mount --bind "$root" "$root"
 mount -t proc proc "$root/proc"
 mount -t sysfs sysfs "$root/sys"
 mount --bind /dev "$root/dev"
