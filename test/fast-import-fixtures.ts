@@ -144,7 +144,7 @@ export async function tableChecksums(uri: string): Promise<Record<string, TableC
   return sums;
 }
 
-/** Directories a snapshot cannot carry (objects only); as in notes/compute-spec.md. */
+/** Directories a snapshot cannot carry (objects only); the same ones compute-ctl recreates (src/computectl/base-data.ts). */
 const standardEmptyDirs = [
   "pg_wal/archive_status", "pg_tblspc", "pg_stat_tmp", "pg_notify", "pg_serial", "pg_snapshots",
   "pg_twophase", "pg_replslot", "pg_dynshmem", "pg_commit_ts", "pg_logical/snapshots", "pg_logical/mappings",

@@ -8,7 +8,7 @@ import { SpecError } from "./spec-error.js";
 
 /*
  * The compute spec: the parts of Neon's ComputeSpec that apply to pgmesh plus a
- * `pgmesh` object (see /work/notes/compute-spec.md for the JSON shape). Unknown
+ * `pgmesh` object (its JSON shape is in the README, section "compute-ctl"). Unknown
  * fields are ignored; a bad value is a SpecError (INVALID_ARGUMENT) naming its
  * JSON path.
  */

@@ -8,9 +8,7 @@ import { createClient, type Client } from "@connectrpc/connect";
 import tar from "tar-stream";
 import { EndpointRefSchema, type EndpointRef } from "../../gen/pgmesh/common/v1/common_pb.js";
 import { EpufsService, type PutFileRequestSchema } from "../../gen/pgmesh/epufs/v1/epufs_pb.js";
-import { defaultAllowedPaths } from "../epufs/index.js";
-// Not on Epufs's public surface yet (asked for in /work/notes/requests-epufs.md).
-import { compileAllowedPaths } from "../epufs/allowed-paths.js";
+import { compileAllowedPaths, defaultAllowedPaths } from "../epufs/index.js";
 import type { OsUser } from "../pg/index.js";
 import { baseUrlsOf, type ComputeSpec } from "./compute-spec.js";
 import { createClientTransport } from "../server/index.js";

@@ -1,4 +1,4 @@
-export { defaultAllowedPaths } from "./allowed-paths.js";
+export { compileAllowedPaths, defaultAllowedPaths } from "./allowed-paths.js";
 export {
   Epufs,
   type DeletedFiles,

@@ -1,6 +1,6 @@
 import type { BlobStore } from "../blob/index.js";
 
-/** The keys of a snapshot under prefix P (see notes/compute-spec.md). */
+/** The keys of a snapshot under prefix P (the layout the README gives for fast-import snapshots). */
 export interface SnapshotKeys {
   /** "P/pgdata/": every file of PGDATA goes under it. */
   readonly pgdataPrefix: string;

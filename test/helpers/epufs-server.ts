@@ -54,7 +54,7 @@ export async function startEpufsTestServer(options: EpufsTestServerOptions = {})
     store,
     client: (token) => createClient(EpufsService, createClientTransport({ baseUrl: server.url, ...(token ? { token } : {}) })),
     close: async () => {
-      // A refused client stream stays half-open (see notes/requests-runtime.md): do not wait 10 s for it.
+      // A refused client stream stays half-open: do not wait 10 s for it.
       await server.close({ graceMs: 500 });
       await store.close();
       if (dir) await rm(dir, { recursive: true, force: true });
