@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { backoffDelayMs } from "../src/computectl/extensions/retry-with-backoff.js";
+import { backoffDelayMs } from "../src/retry/index.js";
 
 const policy = { maxAttempts: 10, initialBackoffMs: 100, maxBackoffMs: 1_000 };
 

@@ -3,6 +3,7 @@ import { open } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import type { BlobStore } from "../blob/index.js";
+import { backoffDelayMs } from "../retry/index.js";
 import { formatLsn, walSegmentFileName } from "../wal/index.js";
 import { successorOf, type GenerationClaim } from "./generations.js";
 import { TimelineError } from "./timeline-error.js";
@@ -120,8 +121,7 @@ export class WalShipper {
 
   #backoffMs(): number {
     this.#failures += 1;
-    const base = Math.min(maxBackoffMs, this.options.pollMs * 2 ** Math.min(this.#failures, 10));
-    return base / 2 + Math.random() * (base / 2);
+    return backoffDelayMs({ initialBackoffMs: 2 * this.options.pollMs, maxBackoffMs }, this.#failures);
   }
 
   async #shipTo(target: bigint): Promise<void> {

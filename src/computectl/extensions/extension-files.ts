@@ -29,7 +29,7 @@ import {
   markPending,
   writeFileAtomic,
 } from "./install-layout.js";
-import { retryWithBackoff } from "./retry-with-backoff.js";
+import { retryWithBackoff } from "../../retry/index.js";
 
 /** Milliseconds of the start-up extension phase, for compute-ctl's metrics. */
 export interface ExtensionStartupTimings {

@@ -20,7 +20,7 @@ export interface RetryHooks {
 }
 
 /** The wait after attempt `attempt`; `random` (in [0, 1)) picks the point in the jitter range. */
-export function backoffDelayMs(policy: BackoffPolicy, attempt: number, random: () => number = Math.random): number {
+export function backoffDelayMs(policy: Pick<BackoffPolicy, "initialBackoffMs" | "maxBackoffMs">, attempt: number, random: () => number = Math.random): number {
   const ceilingMs = Math.min(policy.maxBackoffMs, policy.initialBackoffMs * 2 ** (attempt - 1));
   return ceilingMs / 2 + random() * (ceilingMs / 2);
 }

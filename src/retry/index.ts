@@ -1,0 +1,1 @@
+export { backoffDelayMs, retryWithBackoff, type BackoffPolicy, type RetryHooks } from "./retry-with-backoff.js";
